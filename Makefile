@@ -1,0 +1,49 @@
+# ferroloop — every set-up step lives here; CI runs `make test` on a clean clone.
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+VPY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: all venv build demo test test-unit conformance bench lint fmt clean
+
+all: build
+
+$(VENV)/.stamp: Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "maturin>=1.5,<2" "pytest>=8" "pytest-timeout"
+	touch $@
+
+venv: $(VENV)/.stamp
+
+build: venv
+	$(VPY) -m maturin develop --release -q
+
+demo: build
+	@for f in examples/*.py; do echo "== $$f"; $(VPY) $$f || exit 1; done
+	$(VPY) -m ferroloop examples/hello.py
+
+test: build
+	$(VPY) -m pytest tests -q -p no:cacheprovider --timeout=300
+	$(VPY) tests/conformance/run.py
+
+conformance: build
+	$(VPY) tests/conformance/run.py --verbose
+
+$(VENV)/.bench-stamp: $(VENV)/.stamp
+	$(VPY) -m pip install -q uvloop rloop
+	touch $@
+
+bench: build $(VENV)/.bench-stamp
+	$(VPY) benches/micro.py
+
+lint: venv
+	cargo fmt --check
+	cargo clippy --release -- -D warnings
+
+fmt:
+	cargo fmt
+
+clean:
+	rm -rf $(VENV) target

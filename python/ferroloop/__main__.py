@@ -1,0 +1,31 @@
+"""Run an asyncio program on ferroloop without editing it: ``python -m ferroloop SCRIPT [ARGS]``."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+import ferroloop
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Install ferroloop's policy, then run the script or module as ``__main__``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = "usage: python -m ferroloop SCRIPT.py [ARGS...] | -m MODULE [ARGS...]"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage, file=sys.stderr if not argv else sys.stdout)
+        raise SystemExit(2 if not argv else 0)
+    ferroloop.install()
+    if argv[0] == "-m":
+        if len(argv) < 2:
+            print(usage, file=sys.stderr)
+            raise SystemExit(2)
+        sys.argv = argv[1:]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = argv
+        runpy.run_path(argv[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,736 @@
+//! The native event loop: the ready queue, the timer heap, `mio` polling with
+//! the GIL released, and the `call_*` / `create_*` hot paths.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mio::{Events, Poll, Token, Waker};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::ffi;
+use crate::future::Future;
+use crate::gil_cell::GilCell;
+use crate::handles::{call_in_context, report_callback_error, run_handle, Handle, TimerHandle};
+use crate::pyrefs::{capture_source_traceback, refs};
+use crate::task::{task_step, task_wakeup, Task};
+use crate::timers::TimerHeap;
+
+/// The token of the loop's waker in the poll registry.
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// The longest single poll; deadlines further away are reached in several polls.
+const MAX_POLL_SECS: f64 = 24.0 * 3600.0;
+
+/// One unit of work in the ready queue.
+pub enum Ready {
+    /// A handle from `call_soon`/`call_later` (skipped if cancelled).
+    Handle(Py<Handle>),
+    /// Step a task, optionally throwing an exception into it.
+    Step(Py<Task>, Option<Py<PyAny>>),
+    /// Wake a task whose awaited future is done.
+    Wakeup(Py<Task>, Py<PyAny>),
+    /// A future's done-callback: `cb(arg)` in `ctx`.
+    Callback {
+        /// The callable.
+        cb: Py<PyAny>,
+        /// Its single argument (the future).
+        arg: Py<PyAny>,
+        /// The context it runs in.
+        ctx: Py<PyAny>,
+    },
+}
+
+/// The loop's mutable state (GIL-serialised).
+pub struct LoopState {
+    /// Work to run in this or the next iteration.
+    pub ready: VecDeque<Ready>,
+    /// Scheduled timers.
+    pub timers: TimerHeap,
+    /// `stop()` was called.
+    pub stopping: bool,
+    /// `run_forever` is active.
+    pub running: bool,
+    /// `close()` was called.
+    pub closed: bool,
+    /// Debug mode.
+    pub debug: bool,
+    /// The thread running the loop (`threading.get_ident()`), while running.
+    pub thread_id: Option<u64>,
+    /// `set_task_factory`'s factory.
+    pub task_factory: Option<Py<PyAny>>,
+    /// Debug mode's slow-callback threshold, in seconds.
+    pub slow_callback_duration: f64,
+}
+
+/// The native part of `ferroloop.Loop`.
+#[pyclass(module = "ferroloop._ferroloop", name = "EventLoop", subclass, frozen, weakref, dict)]
+pub struct EventLoop {
+    pub(crate) state: GilCell<LoopState>,
+    poll: Mutex<Option<Poll>>,
+    events: Mutex<Events>,
+    waker: Waker,
+    /// Set while the loop thread sleeps in `poll` (GIL released).
+    sleeping: AtomicBool,
+}
+
+fn os_error(err: std::io::Error) -> PyErr {
+    PyErr::from(err)
+}
+
+impl EventLoop {
+    /// Whether debug mode is on.
+    #[inline]
+    pub fn is_debug(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).debug
+    }
+
+    #[inline]
+    fn wake_if_sleeping(&self) {
+        if self.sleeping.load(Ordering::Acquire) && self.sleeping.swap(false, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Queue one item; fails if the loop is closed (as `call_soon` would).
+    pub fn push_ready(&self, py: Python<'_>, item: Ready) -> PyResult<()> {
+        {
+            let mut st = self.state.borrow_mut(py);
+            if st.closed {
+                drop(st);
+                drop(item);
+                return Err(PyRuntimeError::new_err("Event loop is closed"));
+            }
+            st.ready.push_back(item);
+        }
+        self.wake_if_sleeping();
+        Ok(())
+    }
+
+    /// Queue several items in order.
+    pub fn push_ready_many(&self, py: Python<'_>, items: Vec<Ready>) -> PyResult<()> {
+        {
+            let mut st = self.state.borrow_mut(py);
+            if st.closed {
+                drop(st);
+                drop(items);
+                return Err(PyRuntimeError::new_err("Event loop is closed"));
+            }
+            st.ready.extend(items);
+        }
+        self.wake_if_sleeping();
+        Ok(())
+    }
+
+    /// A scheduled timer was cancelled (lazy removal bookkeeping).
+    pub fn timer_cancelled(&self, py: Python<'_>) {
+        self.state.borrow_mut(py).timers.note_cancelled();
+    }
+
+    fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
+        if self.state.borrow(py).closed {
+            return Err(PyRuntimeError::new_err("Event loop is closed"));
+        }
+        Ok(())
+    }
+
+    fn check_thread(&self, py: Python<'_>) -> PyResult<()> {
+        let tid = self.state.borrow(py).thread_id;
+        if let Some(tid) = tid {
+            if tid != ffi::thread_ident() {
+                return Err(PyRuntimeError::new_err(
+                    "Non-thread-safe operation invoked on an event loop other than the current one",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+        let r = refs(py);
+        if r.iscoroutine.bind(py).call1((callback,))?.is_truthy()?
+            || r.iscoroutinefunction.bind(py).call1((callback,))?.is_truthy()?
+        {
+            return Err(PyTypeError::new_err(format!("coroutines cannot be used with {method}()")));
+        }
+        if !callback.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "a callable object was expected by {method}(), got {}",
+                callback.repr()?
+            )));
+        }
+        Ok(())
+    }
+
+    /// Build a handle for `callback(*args)` (checks as `call_soon` does).
+    fn make_handle(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+        method: &str,
+        check_thread: bool,
+    ) -> PyResult<Handle> {
+        let py = slf.py();
+        let this = slf.get();
+        let debug = {
+            let st = this.state.borrow(py);
+            if st.closed {
+                return Err(PyRuntimeError::new_err("Event loop is closed"));
+            }
+            st.debug
+        };
+        let mut source_traceback = None;
+        if debug {
+            if check_thread {
+                this.check_thread(py)?;
+            }
+            Self::check_callback(py, callback, method)?;
+            source_traceback = capture_source_traceback(py, 0);
+        }
+        let ctx = match context {
+            Some(c) if !c.is_none() => c.clone().unbind(),
+            _ => ffi::copy_current_context(py)?.unbind(),
+        };
+        let args = if args.is_empty() { None } else { Some(args.clone().unbind()) };
+        Ok(Handle::new_parts(
+            callback.clone().unbind(),
+            args,
+            ctx,
+            slf.clone().into_any().unbind(),
+            source_traceback,
+        ))
+    }
+
+    fn schedule_timer(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let handle = Self::make_handle(slf, callback, args, context, method, true)?;
+        let timer = TimerHandle::create(py, when, handle)?;
+        slf.get().state.borrow_mut(py).timers.push(when, timer.clone_ref(py));
+        Ok(timer)
+    }
+
+    /// One iteration: poll (GIL released), collect due timers, run what is ready.
+    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut garbage: Vec<Py<TimerHandle>> = Vec::new();
+        let timeout = {
+            let mut st = this.state.borrow_mut(py);
+            if st.timers.needs_compaction() {
+                garbage.extend(st.timers.compact(py));
+            }
+            let next = st.timers.next_deadline(py, &mut garbage);
+            if !st.ready.is_empty() || st.stopping {
+                Some(Duration::ZERO)
+            } else if let Some(when) = next {
+                let delay = when - ffi::monotonic();
+                if delay.is_nan() {
+                    None
+                } else if delay <= 0.0 {
+                    Some(Duration::ZERO)
+                } else {
+                    Some(Duration::from_secs_f64(delay.min(MAX_POLL_SECS)))
+                }
+            } else {
+                None
+            }
+        };
+        drop(garbage);
+
+        if timeout != Some(Duration::ZERO) {
+            this.sleeping.store(true, Ordering::Release);
+            let res = py.detach(|| {
+                let mut poll = this.poll.lock();
+                let mut events = this.events.lock();
+                match poll.as_mut() {
+                    Some(p) => p.poll(&mut events, timeout),
+                    None => Ok(()),
+                }
+            });
+            this.sleeping.store(false, Ordering::Release);
+            match res {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
+                Err(e) => return Err(os_error(e)),
+            }
+        }
+
+        // Move due timers to the ready queue, in deadline order.
+        {
+            let mut st = this.state.borrow_mut(py);
+            if st.timers.len() > 0 {
+                let now = ffi::monotonic();
+                while let Some(timer) = st.timers.pop_due(py, now) {
+                    let handle: Py<Handle> = timer.bind(py).as_super().clone().unbind();
+                    drop(timer);
+                    st.ready.push_back(Ready::Handle(handle));
+                }
+            }
+        }
+
+        let (ntodo, debug) = {
+            let st = this.state.borrow(py);
+            (st.ready.len(), st.debug)
+        };
+        for _ in 0..ntodo {
+            let item = this.state.borrow_mut(py).ready.pop_front();
+            let Some(item) = item else { break };
+            if debug {
+                Self::run_item_debug(slf, item)?;
+            } else {
+                Self::run_item(slf, item)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_item_debug(slf: &Bound<'_, Self>, item: Ready) -> PyResult<()> {
+        let py = slf.py();
+        let description = match &item {
+            Ready::Handle(h) => h.bind(py).str().map(|s| s.to_string()),
+            Ready::Step(t, _) | Ready::Wakeup(t, _) => t.bind(py).repr().map(|s| s.to_string()),
+            Ready::Callback { cb, .. } => cb.bind(py).repr().map(|s| s.to_string()),
+        };
+        let t0 = ffi::monotonic();
+        let result = Self::run_item(slf, item);
+        let dt = ffi::monotonic() - t0;
+        let slow = slf.get().state.borrow(py).slow_callback_duration;
+        if dt >= slow {
+            let description = description.unwrap_or_else(|_| "<callback>".to_owned());
+            refs(py).logger.bind(py).call_method1(
+                intern!(py, "warning"),
+                ("Executing %s took %.3f seconds", description, dt),
+            )?;
+        }
+        result
+    }
+
+    fn run_item(slf: &Bound<'_, Self>, item: Ready) -> PyResult<()> {
+        let py = slf.py();
+        match item {
+            Ready::Handle(h) => run_handle(py, h.bind(py)),
+            Ready::Step(task, exc) => {
+                let task = task.bind(py);
+                let ctx = task.get().context(py);
+                let ctx = ctx.bind(py);
+                let result = ffi::context_enter(ctx).and_then(|()| {
+                    let r = task_step(task, exc.as_ref().map(|e| e.bind(py).clone()));
+                    let exit = ffi::context_exit(ctx);
+                    r.and(exit)
+                });
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(err) => {
+                        let step = Py::new(
+                            py,
+                            crate::callbacks::TaskStep {
+                                task: task.clone().unbind(),
+                                exc,
+                            },
+                        )?;
+                        Self::report_native_error(slf, err, step.bind(py).as_any(), None, ctx)
+                    }
+                }
+            }
+            Ready::Wakeup(task, fut) => {
+                let task = task.bind(py);
+                let ctx = task.get().context(py);
+                let ctx = ctx.bind(py);
+                let fut = fut.bind(py);
+                let result = ffi::context_enter(ctx).and_then(|()| {
+                    let r = task_wakeup(task, fut);
+                    let exit = ffi::context_exit(ctx);
+                    r.and(exit)
+                });
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(err) => {
+                        let wakeup = Py::new(
+                            py,
+                            crate::callbacks::TaskWakeup {
+                                task: task.clone().unbind(),
+                            },
+                        )?;
+                        let args = PyTuple::new(py, [fut])?;
+                        Self::report_native_error(slf, err, wakeup.bind(py).as_any(), Some(&args), ctx)
+                    }
+                }
+            }
+            Ready::Callback { cb, arg, ctx } => {
+                let cb = cb.bind(py);
+                let args = PyTuple::new(py, [arg])?;
+                match call_in_context(py, cb, Some(&args), ctx.bind(py)) {
+                    Ok(()) => Ok(()),
+                    Err(err) => Self::report_native_error(slf, err, cb, Some(&args), ctx.bind(py)),
+                }
+            }
+        }
+    }
+
+    /// Report an error from a native queue item the way a Handle would.
+    fn report_native_error(
+        slf: &Bound<'_, Self>,
+        err: PyErr,
+        cb: &Bound<'_, PyAny>,
+        args: Option<&Bound<'_, PyTuple>>,
+        ctx: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        if crate::handles::is_fatal(py, &err) {
+            return Err(err);
+        }
+        let handle = Py::new(
+            py,
+            Handle::new_parts(
+                cb.clone().unbind(),
+                args.map(|a| a.clone().unbind()),
+                ctx.clone().unbind(),
+                slf.clone().into_any().unbind(),
+                None,
+            ),
+        )?;
+        report_callback_error(py, err, cb, args, handle.bind(py).as_any())
+    }
+}
+
+#[pymethods]
+impl EventLoop {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let poll = Poll::new().map_err(os_error)?;
+        let waker = Waker::new(poll.registry(), WAKER_TOKEN).map_err(os_error)?;
+        Ok(EventLoop {
+            state: GilCell::new(LoopState {
+                ready: VecDeque::new(),
+                timers: TimerHeap::default(),
+                stopping: false,
+                running: false,
+                closed: false,
+                debug: false,
+                thread_id: None,
+                task_factory: None,
+                slow_callback_duration: 0.1,
+            }),
+            poll: Mutex::new(Some(poll)),
+            events: Mutex::new(Events::with_capacity(1024)),
+            waker,
+            sleeping: AtomicBool::new(false),
+        })
+    }
+
+    /// The loop's clock: `time.monotonic()`.
+    fn time(&self) -> f64 {
+        ffi::monotonic()
+    }
+
+    /// Schedule `callback(*args)` for the next iteration.
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let handle = Py::new(py, Self::make_handle(slf, callback, args, context, "call_soon", true)?)?;
+        slf.get().push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        Ok(handle)
+    }
+
+    /// Like `call_soon`, safe to call from any thread; wakes a sleeping loop.
+    #[pyo3(signature = (callback, *args, context = None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let handle = Py::new(
+            py,
+            Self::make_handle(slf, callback, args, context, "call_soon_threadsafe", false)?,
+        )?;
+        slf.get().push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        Ok(handle)
+    }
+
+    /// Schedule `callback(*args)` after `delay` seconds.
+    #[pyo3(signature = (delay, callback, *args, context = None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract()?;
+        let when = ffi::monotonic() + delay;
+        Self::schedule_timer(slf, when, callback, args, context, "call_later")
+    }
+
+    /// Schedule `callback(*args)` at loop time `when`.
+    #[pyo3(signature = (when, callback, *args, context = None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        Self::schedule_timer(slf, when, callback, args, context, "call_at")
+    }
+
+    /// A new native Future bound to this loop.
+    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<Future>> {
+        Py::new(slf.py(), Future::bound_to(slf.py(), slf.as_any())?)
+    }
+
+    /// Wrap a coroutine in a Task (or the task factory's object) and schedule it.
+    #[pyo3(signature = (coro, *, name = None, context = None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: &Bound<'py, PyAny>,
+        name: Option<&Bound<'py, PyAny>>,
+        context: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        let factory = this.state.borrow(py).task_factory.as_ref().map(|f| f.clone_ref(py));
+        let Some(factory) = factory else {
+            return Ok(Task::spawn(slf.as_any(), coro, name, context)?.into_any());
+        };
+        let context = context.filter(|c| !c.is_none());
+        let task = match context {
+            None => factory.bind(py).call1((slf, coro))?,
+            Some(ctx) => {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item(intern!(py, "context"), ctx)?;
+                factory.bind(py).call((slf, coro), Some(&kwargs))?
+            }
+        };
+        if let Some(name) = name.filter(|n| !n.is_none()) {
+            match task.getattr(intern!(py, "set_name")) {
+                Ok(set_name) => {
+                    set_name.call1((name,))?;
+                }
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(task)
+    }
+
+    /// Set the factory `create_task` uses (`factory(loop, coro[, context=])`), or None.
+    fn set_task_factory(&self, py: Python<'_>, factory: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let factory = factory.filter(|f| !f.is_none());
+        if let Some(f) = factory {
+            if !f.is_callable() {
+                return Err(PyTypeError::new_err("task factory must be a callable or None"));
+            }
+        }
+        let old = std::mem::replace(
+            &mut self.state.borrow_mut(py).task_factory,
+            factory.map(|f| f.clone().unbind()),
+        );
+        drop(old);
+        Ok(())
+    }
+
+    /// The task factory, or None.
+    fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state.borrow(py).task_factory.as_ref().map(|f| f.clone_ref(py))
+    }
+
+    /// Stop after the current iteration.
+    fn stop(&self, py: Python<'_>) {
+        self.state.borrow_mut(py).stopping = true;
+        self.wake_if_sleeping();
+    }
+
+    /// Whether the loop is running.
+    fn is_running(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).running
+    }
+
+    /// Whether the loop was closed.
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).closed
+    }
+
+    /// Debug mode.
+    fn get_debug(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).debug
+    }
+
+    /// Switch debug mode.
+    fn set_debug(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        let enabled = enabled.is_truthy()?;
+        self.state.borrow_mut(py).debug = enabled;
+        Ok(())
+    }
+
+    #[getter]
+    fn _debug(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).debug
+    }
+
+    #[getter]
+    fn _closed(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).closed
+    }
+
+    #[getter]
+    fn _stopping(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).stopping
+    }
+
+    #[setter]
+    fn set__stopping(&self, py: Python<'_>, value: bool) {
+        self.state.borrow_mut(py).stopping = value;
+    }
+
+    #[getter]
+    fn _thread_id(&self, py: Python<'_>) -> Option<u64> {
+        self.state.borrow(py).thread_id
+    }
+
+    #[setter]
+    fn set__thread_id(&self, py: Python<'_>, value: Option<u64>) {
+        self.state.borrow_mut(py).thread_id = value;
+    }
+
+    #[getter]
+    fn get_slow_callback_duration(&self, py: Python<'_>) -> f64 {
+        self.state.borrow(py).slow_callback_duration
+    }
+
+    #[setter]
+    fn set_slow_callback_duration(&self, py: Python<'_>, value: f64) {
+        self.state.borrow_mut(py).slow_callback_duration = value;
+    }
+
+    /// Number of queued ready callbacks (introspection for tests).
+    #[getter]
+    fn _ready_count(&self, py: Python<'_>) -> usize {
+        self.state.borrow(py).ready.len()
+    }
+
+    /// Number of timers in the heap, cancelled ones included.
+    #[getter]
+    fn _timer_count(&self, py: Python<'_>) -> usize {
+        self.state.borrow(py).timers.len()
+    }
+
+    /// Note a cancelled timer handle (asyncio's hook for foreign handles).
+    fn _timer_handle_cancelled(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) {
+        if let Ok(th) = handle.cast::<TimerHandle>() {
+            if th.get().scheduled.load(Ordering::Relaxed) {
+                self.timer_cancelled(py);
+            }
+        }
+    }
+
+    /// Run one iteration of the loop.
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once(slf)
+    }
+
+    /// The body of `run_forever` (the Python side sets up running-loop state).
+    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        {
+            let mut st = slf.get().state.borrow_mut(py);
+            if st.running {
+                return Err(PyRuntimeError::new_err("This event loop is already running"));
+            }
+            st.running = true;
+        }
+        let result = loop {
+            if let Err(e) = Self::run_once(slf) {
+                break Err(e);
+            }
+            if slf.get().state.borrow(py).stopping {
+                break Ok(());
+            }
+        };
+        let mut st = slf.get().state.borrow_mut(py);
+        st.stopping = false;
+        st.running = false;
+        result
+    }
+
+    /// Drop queued work and timers and release the poller (the Python side does the rest of `close`).
+    fn _close_native(&self, py: Python<'_>) {
+        let (ready, timers) = {
+            let mut st = self.state.borrow_mut(py);
+            st.closed = true;
+            (std::mem::take(&mut st.ready), st.timers.clear())
+        };
+        for t in &timers {
+            t.get().mark_unscheduled();
+        }
+        drop(ready);
+        drop(timers);
+        let poll = self.poll.lock().take();
+        drop(poll);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(st) = self.state.try_borrow_for_gc() {
+            visit.call(&st.task_factory)?;
+            for item in &st.ready {
+                match item {
+                    Ready::Handle(h) => visit.call(h)?,
+                    Ready::Step(t, e) => {
+                        visit.call(t)?;
+                        visit.call(e)?;
+                    }
+                    Ready::Wakeup(t, f) => {
+                        visit.call(t)?;
+                        visit.call(f)?;
+                    }
+                    Ready::Callback { cb, arg, ctx } => {
+                        visit.call(cb)?;
+                        visit.call(arg)?;
+                        visit.call(ctx)?;
+                    }
+                }
+            }
+            for h in st.timers.handles() {
+                visit.call(h)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let taken = {
+                let mut st = self.state.borrow_mut(py);
+                (st.task_factory.take(), std::mem::take(&mut st.ready), st.timers.clear())
+            };
+            drop(taken);
+        });
+    }
+}

@@ -1,0 +1,164 @@
+//! The one module with raw CPython FFI: coroutine `send`, context switching,
+//! the monotonic clock, and the finaliser hook for native futures.
+
+use std::os::raw::c_int;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// What one `send` into a coroutine produced.
+pub enum SendOutcome<'py> {
+    /// The coroutine yielded this value (it is suspended).
+    Yield(Bound<'py, PyAny>),
+    /// The coroutine returned this value (it is finished).
+    Return(Bound<'py, PyAny>),
+    /// The coroutine raised.
+    Raise(PyErr),
+}
+
+/// Send `value` into `coro` with `PyIter_Send`, which hands back the return value
+/// without building a `StopIteration`.
+pub fn iter_send<'py>(coro: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> SendOutcome<'py> {
+    let py = coro.py();
+    let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: both pointers are live borrowed references and we hold the GIL;
+    // `out` receives a new (owned) reference on PYGEN_RETURN/PYGEN_NEXT.
+    let status = unsafe { ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut out) };
+    match status {
+        ffi::PySendResult::PYGEN_NEXT => {
+            // SAFETY: PYGEN_NEXT sets `out` to a new, non-null reference.
+            SendOutcome::Yield(unsafe { Bound::from_owned_ptr(py, out) })
+        }
+        ffi::PySendResult::PYGEN_RETURN => {
+            // SAFETY: PYGEN_RETURN sets `out` to a new, non-null reference.
+            SendOutcome::Return(unsafe { Bound::from_owned_ptr(py, out) })
+        }
+        ffi::PySendResult::PYGEN_ERROR => SendOutcome::Raise(
+            PyErr::take(py).unwrap_or_else(|| {
+                pyo3::exceptions::PySystemError::new_err("PyIter_Send failed without an exception")
+            }),
+        ),
+    }
+}
+
+/// Make `ctx` (a `contextvars.Context`) the current context.
+pub fn context_enter(ctx: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: GIL held (the Bound proves it); PyContext_Enter type-checks its argument.
+    let rc: c_int = unsafe { ffi::PyContext_Enter(ctx.as_ptr()) };
+    if rc < 0 {
+        Err(PyErr::fetch(ctx.py()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Leave `ctx`, restoring the context that was current before `context_enter`.
+pub fn context_exit(ctx: &Bound<'_, PyAny>) -> PyResult<()> {
+    // SAFETY: GIL held; PyContext_Exit checks that `ctx` is the current context.
+    let rc: c_int = unsafe { ffi::PyContext_Exit(ctx.as_ptr()) };
+    if rc < 0 {
+        Err(PyErr::fetch(ctx.py()))
+    } else {
+        Ok(())
+    }
+}
+
+/// A copy of the current `contextvars` context (`contextvars.copy_context()`).
+pub fn copy_current_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    // SAFETY: GIL held; returns a new reference or NULL with an exception set.
+    unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent()) }
+}
+
+/// `True` if `obj` is exactly a native coroutine object.
+pub fn is_native_coroutine(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: GIL held; PyCoro_CheckExact only reads the type pointer.
+    unsafe { ffi::PyCoro_CheckExact(obj.as_ptr()) != 0 }
+}
+
+/// `time.monotonic()`: CLOCK_MONOTONIC in seconds.
+pub fn monotonic() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// The calling thread's identifier, as `threading.get_ident()` reports it.
+pub fn thread_ident() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// A finaliser written in Rust: called with the GIL held and the object alive.
+pub type Finalizer = for<'py> fn(&Bound<'py, PyAny>);
+
+/// Give the native type `ty` a `tp_finalize` slot that runs `finalizer`, and make
+/// its deallocator call it (pyo3's deallocator does not), the way `__del__` works
+/// for Python classes. Used for "exception was never retrieved" and "Task was
+/// destroyed but it is pending!".
+pub fn install_finalizer(ty: &Bound<'_, pyo3::types::PyType>, slot: &'static FinalizerSlot) {
+    let tp = ty.as_type_ptr();
+    // SAFETY: `tp` is a heap type created by pyo3 that we own; we patch its slots
+    // once, at module initialisation, before any instance exists. The original
+    // deallocator is kept and always called after the finaliser.
+    unsafe {
+        slot.orig_dealloc
+            .get_or_init(|| (*tp).tp_dealloc.map(|f| f as usize).unwrap_or(0));
+        (*tp).tp_finalize = Some(slot.finalize_fn);
+        (*tp).tp_dealloc = Some(slot.dealloc_fn);
+    }
+}
+
+/// Per-type storage for the finaliser hook (the original deallocator and the
+/// extern "C" trampolines, which must be distinct per type).
+pub struct FinalizerSlot {
+    /// The deallocator pyo3 installed, as an address.
+    pub orig_dealloc: std::sync::OnceLock<usize>,
+    /// The Rust finaliser.
+    pub finalizer: Finalizer,
+    /// Trampoline installed as `tp_finalize`.
+    pub finalize_fn: unsafe extern "C" fn(*mut ffi::PyObject),
+    /// Trampoline installed as `tp_dealloc`.
+    pub dealloc_fn: unsafe extern "C" fn(*mut ffi::PyObject),
+}
+
+/// Body of a `tp_finalize` trampoline: run the finaliser with the current
+/// exception saved and restored, as CPython requires of finalisers.
+///
+/// # Safety
+/// `obj` must be a live object of the patched type and the GIL must be held.
+pub unsafe fn run_finalizer(slot: &FinalizerSlot, obj: *mut ffi::PyObject) {
+    // SAFETY: tp_finalize is called by CPython with the GIL held and `obj` alive.
+    let py = unsafe { Python::assume_attached() };
+    let saved = PyErr::take(py);
+    // SAFETY: `obj` is alive for the duration of the call; we take a new reference.
+    let bound = unsafe { Bound::from_borrowed_ptr(py, obj) };
+    (slot.finalizer)(&bound);
+    drop(bound);
+    if let Some(err) = saved {
+        err.restore(py);
+    }
+}
+
+/// Body of a `tp_dealloc` trampoline: run `tp_finalize` once (it may resurrect
+/// the object), then the original pyo3 deallocator.
+///
+/// # Safety
+/// Called by CPython as `tp_dealloc` with a refcount of zero and the GIL held.
+pub unsafe fn run_dealloc(slot: &FinalizerSlot, obj: *mut ffi::PyObject) {
+    // SAFETY: CPython's documented protocol for calling a finaliser from a
+    // deallocator; it returns -1 if the object was resurrected.
+    if unsafe { ffi::PyObject_CallFinalizerFromDealloc(obj) } < 0 {
+        return;
+    }
+    let addr = slot.orig_dealloc.get().copied().unwrap_or(0);
+    if addr != 0 {
+        // SAFETY: `addr` is the tp_dealloc pyo3 installed for this type, stored at init.
+        let orig: unsafe extern "C" fn(*mut ffi::PyObject) = unsafe { std::mem::transmute(addr) };
+        // SAFETY: forwarding the dealloc call unchanged.
+        unsafe { orig(obj) };
+    }
+}

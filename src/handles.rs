@@ -1,0 +1,404 @@
+//! `Handle` and `TimerHandle`: what `call_soon`/`call_later` return, with
+//! asyncio's API (`cancel`, `cancelled`, `when`, `get_context`, `_run`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::basic::CompareOp;
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::event_loop::EventLoop;
+use crate::ffi;
+use crate::gil_cell::GilCell;
+use crate::pyrefs::refs;
+
+/// The callable, its arguments and its context; cleared on cancel.
+pub struct HandleParts {
+    /// The callback; `None` once cancelled (outside debug mode).
+    pub callback: Option<Py<PyAny>>,
+    /// Positional arguments for the callback.
+    pub args: Option<Py<PyTuple>>,
+    /// The `contextvars.Context` the callback runs in.
+    pub context: Option<Py<PyAny>>,
+    /// The loop that owns the handle.
+    pub loop_: Option<Py<PyAny>>,
+    /// Traceback of the scheduling call (debug mode only).
+    pub source_traceback: Option<Py<PyAny>>,
+}
+
+/// A callback scheduled on the loop (`asyncio.Handle`).
+#[pyclass(module = "ferroloop._ferroloop", subclass, frozen, weakref)]
+pub struct Handle {
+    pub(crate) parts: GilCell<HandleParts>,
+    pub(crate) cancelled: AtomicBool,
+    /// Whether the callback keeps its references after cancel (debug mode).
+    pub(crate) keep_on_cancel: bool,
+    /// Whether the handle should be repr'ed in its scheduling frame.
+    pub(crate) repr: GilCell<Option<String>>,
+}
+
+impl Handle {
+    /// Build a handle.
+    pub fn new_parts(
+        callback: Py<PyAny>,
+        args: Option<Py<PyTuple>>,
+        context: Py<PyAny>,
+        loop_: Py<PyAny>,
+        source_traceback: Option<Py<PyAny>>,
+    ) -> Self {
+        let debug = source_traceback.is_some();
+        Handle {
+            parts: GilCell::new(HandleParts {
+                callback: Some(callback),
+                args,
+                context: Some(context),
+                loop_: Some(loop_),
+                source_traceback,
+            }),
+            cancelled: AtomicBool::new(false),
+            keep_on_cancel: debug,
+            repr: GilCell::new(None),
+        }
+    }
+
+    /// Whether `cancel()` was called.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Mark cancelled and drop the callback's references (outside debug mode).
+    pub fn cancel_parts(&self, py: Python<'_>, this: &Bound<'_, PyAny>) {
+        if self.cancelled.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if self.keep_on_cancel {
+            // Keep a repr so the debug output still names the callback.
+            if let Ok(r) = this.repr() {
+                *self.repr.borrow_mut(py) = Some(r.to_string());
+            }
+            return;
+        }
+        let (cb, args) = {
+            let mut p = self.parts.borrow_mut(py);
+            (p.callback.take(), p.args.take())
+        };
+        drop((cb, args));
+    }
+}
+
+/// Run a handle's callback in its context. Exceptions other than
+/// `SystemExit`/`KeyboardInterrupt` go to the loop's exception handler, as in
+/// `asyncio.Handle._run`; those two propagate.
+pub fn run_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
+    let h = handle.get();
+    if h.is_cancelled() {
+        return Ok(());
+    }
+    let (cb, args, ctx) = {
+        let p = h.parts.borrow(py);
+        match (&p.callback, &p.context) {
+            (Some(cb), Some(ctx)) => (
+                cb.clone_ref(py),
+                p.args.as_ref().map(|a| a.clone_ref(py)),
+                ctx.clone_ref(py),
+            ),
+            _ => return Ok(()),
+        }
+    };
+    let result = call_in_context(py, cb.bind(py), args.as_ref().map(|a| a.bind(py)), ctx.bind(py));
+    if let Err(err) = result {
+        report_callback_error(py, err, cb.bind(py), args.as_ref().map(|a| a.bind(py)), handle.as_any())?;
+    }
+    Ok(())
+}
+
+/// Call `cb(*args)` inside `ctx`.
+#[inline]
+pub fn call_in_context(
+    py: Python<'_>,
+    cb: &Bound<'_, PyAny>,
+    args: Option<&Bound<'_, PyTuple>>,
+    ctx: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    ffi::context_enter(ctx)?;
+    let r = match args {
+        Some(a) if !a.is_empty() => cb.call1(a.clone()),
+        _ => cb.call0(),
+    };
+    let exit = ffi::context_exit(ctx);
+    let _ = py;
+    r?;
+    exit
+}
+
+/// `True` for the exceptions that must escape the loop (`SystemExit`, `KeyboardInterrupt`).
+pub fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+/// Report an exception raised by a callback: `SystemExit`/`KeyboardInterrupt`
+/// propagate, anything else becomes `loop.call_exception_handler(...)` with the
+/// stdlib's message.
+pub fn report_callback_error(
+    py: Python<'_>,
+    err: PyErr,
+    cb: &Bound<'_, PyAny>,
+    args: Option<&Bound<'_, PyTuple>>,
+    handle: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if is_fatal(py, &err) {
+        return Err(err);
+    }
+    let empty = PyTuple::empty(py);
+    let args = args.cloned().unwrap_or(empty);
+    let source = refs(py)
+        .format_callback_source
+        .bind(py)
+        .call1((cb, &args))
+        .and_then(|s| s.str().map(|s| s.to_string()))
+        .unwrap_or_else(|_| "<callback>".to_owned());
+    let context = PyDict::new(py);
+    context.set_item("message", format!("Exception in callback {source}"))?;
+    context.set_item("exception", err.value(py))?;
+    context.set_item("handle", handle)?;
+    let loop_obj = handle_loop(py, handle)?;
+    if let Ok(h) = handle.cast::<Handle>() {
+        if let Some(tb) = &h.get().parts.borrow(py).source_traceback {
+            context.set_item("source_traceback", tb.clone_ref(py))?;
+        }
+    }
+    loop_obj.call_method1(intern!(py, "call_exception_handler"), (context,))?;
+    Ok(())
+}
+
+fn handle_loop<'py>(py: Python<'py>, handle: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if let Ok(h) = handle.cast::<Handle>() {
+        if let Some(l) = &h.get().parts.borrow(py).loop_ {
+            return Ok(l.bind(py).clone());
+        }
+    }
+    handle.getattr(intern!(py, "_loop"))
+}
+
+#[pymethods]
+impl Handle {
+    /// Cancel the callback; a cancelled handle never runs.
+    fn cancel(slf: &Bound<'_, Self>) {
+        slf.get().cancel_parts(slf.py(), slf.as_any());
+    }
+
+    /// Whether the handle was cancelled.
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    /// The `contextvars.Context` the callback runs in.
+    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.parts.borrow(py).context.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// Run the callback now (asyncio's `Handle._run`).
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        run_handle(slf.py(), slf)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.parts.borrow(py).callback.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.parts.borrow(py).args.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_context(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.parts.borrow(py).loop_.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _repr(&self, py: Python<'_>) -> Option<String> {
+        self.repr.borrow(py).clone()
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.parts.borrow(py).source_traceback.as_ref().map(|c| c.clone_ref(py))
+    }
+
+    fn _repr_info<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let info = refs(py).handle_repr_info.bind(py).call1((slf,))?;
+        if let Ok(timer) = slf.cast::<TimerHandle>() {
+            let list = info.cast::<PyList>()?;
+            let when = timer.get().when;
+            list.insert(1, format!("when={}", float_repr(py, when)?))?;
+        }
+        Ok(info)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        if let Some(r) = slf.get().repr.borrow(py).clone() {
+            return Ok(r);
+        }
+        let info = slf.call_method0(intern!(py, "_repr_info"))?;
+        let parts: Vec<String> = info.extract()?;
+        let name = slf.get_type().name()?.to_string();
+        Ok(format!("<{} {}>", name, parts.join(" ")))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(p) = self.parts.try_borrow_for_gc() {
+            visit.call(&p.callback)?;
+            visit.call(&p.args)?;
+            visit.call(&p.context)?;
+            visit.call(&p.loop_)?;
+            visit.call(&p.source_traceback)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        // SAFETY-free: GC clear runs with the GIL held.
+        Python::attach(|py| {
+            let taken = {
+                let mut p = self.parts.borrow_mut(py);
+                (p.callback.take(), p.args.take(), p.context.take(), p.loop_.take(), p.source_traceback.take())
+            };
+            drop(taken);
+        });
+    }
+}
+
+fn float_repr(py: Python<'_>, value: f64) -> PyResult<String> {
+    Ok(pyo3::types::PyFloat::new(py, value).repr()?.to_string())
+}
+
+/// A callback scheduled for a point in time (`asyncio.TimerHandle`).
+#[pyclass(module = "ferroloop._ferroloop", extends = Handle, frozen)]
+pub struct TimerHandle {
+    /// The deadline, in `loop.time()` seconds.
+    pub(crate) when: f64,
+    /// Whether the handle is still in the loop's timer heap.
+    pub(crate) scheduled: AtomicBool,
+}
+
+impl TimerHandle {
+    /// Build a timer handle ready for the heap.
+    pub fn create(py: Python<'_>, when: f64, handle: Handle) -> PyResult<Py<TimerHandle>> {
+        Py::new(
+            py,
+            PyClassInitializer::from(handle).add_subclass(TimerHandle {
+                when,
+                scheduled: AtomicBool::new(true),
+            }),
+        )
+    }
+
+    /// Called when the loop pops the timer from its heap.
+    pub fn mark_unscheduled(&self) {
+        self.scheduled.store(false, Ordering::Relaxed);
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    /// The deadline as `loop.time()` seconds.
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.scheduled.load(Ordering::Relaxed)
+    }
+
+    /// Cancel the timer; the loop drops it lazily from its heap.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let base = slf.as_super();
+        if !base.get().is_cancelled() {
+            let scheduled = slf.get().scheduled.load(Ordering::Relaxed);
+            let loop_obj = base.get().parts.borrow(py).loop_.as_ref().map(|l| l.clone_ref(py));
+            if let Some(loop_obj) = loop_obj {
+                let loop_obj = loop_obj.bind(py);
+                if let Ok(native) = loop_obj.cast::<EventLoop>() {
+                    if scheduled {
+                        native.get().timer_cancelled(py);
+                    }
+                } else {
+                    loop_obj.call_method1(intern!(py, "_timer_handle_cancelled"), (slf,))?;
+                }
+            }
+        }
+        base.get().cancel_parts(py, slf.as_any());
+        Ok(())
+    }
+
+    fn __hash__(&self) -> u64 {
+        self.when.to_bits()
+    }
+
+    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().when, other.get().when);
+        let result = match op {
+            CompareOp::Lt => a < b,
+            CompareOp::Gt => a > b,
+            CompareOp::Le => a < b || slf.eq(other)?,
+            CompareOp::Ge => a > b || slf.eq(other)?,
+            CompareOp::Eq | CompareOp::Ne => {
+                let same = slf.is(other) || {
+                    let (x, y) = (slf.as_super().get(), other.as_super().get());
+                    let (px, py_) = (x.parts.borrow(py), y.parts.borrow(py));
+                    a == b
+                        && x.is_cancelled() == y.is_cancelled()
+                        && opt_eq(py, &px.callback, &py_.callback)?
+                        && opt_tuple_eq(py, &px.args, &py_.args)?
+                };
+                if matches!(op, CompareOp::Eq) { same } else { !same }
+            }
+        };
+        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+    }
+}
+
+fn opt_eq(py: Python<'_>, a: &Option<Py<PyAny>>, b: &Option<Py<PyAny>>) -> PyResult<bool> {
+    match (a, b) {
+        (None, None) => Ok(true),
+        (Some(a), Some(b)) => a.bind(py).eq(b.bind(py)),
+        _ => Ok(false),
+    }
+}
+
+fn opt_tuple_eq(py: Python<'_>, a: &Option<Py<PyTuple>>, b: &Option<Py<PyTuple>>) -> PyResult<bool> {
+    match (a, b) {
+        (None, None) => Ok(true),
+        (Some(a), Some(b)) => a.bind(py).eq(b.bind(py)),
+        (Some(a), None) | (None, Some(a)) => Ok(a.bind(py).is_empty()),
+    }
+}

@@ -1,0 +1,58 @@
+//! ferroloop's native module (`ferroloop._ferroloop`): the event loop core,
+//! Future, Task and handles. The Python package wraps it as `ferroloop.Loop`.
+
+mod callbacks;
+mod event_loop;
+mod ffi;
+mod future;
+mod gil_cell;
+mod handles;
+mod pyrefs;
+mod task;
+mod timers;
+
+use pyo3::prelude::*;
+
+use crate::ffi::FinalizerSlot;
+
+macro_rules! finalizer_slot {
+    ($name:ident, $finalizer:path) => {
+        static $name: FinalizerSlot = {
+            unsafe extern "C" fn finalize(obj: *mut pyo3::ffi::PyObject) {
+                // SAFETY: called by CPython as tp_finalize with the GIL held.
+                unsafe { ffi::run_finalizer(&$name, obj) }
+            }
+            unsafe extern "C" fn dealloc(obj: *mut pyo3::ffi::PyObject) {
+                // SAFETY: called by CPython as tp_dealloc with the GIL held.
+                unsafe { ffi::run_dealloc(&$name, obj) }
+            }
+            FinalizerSlot {
+                orig_dealloc: std::sync::OnceLock::new(),
+                finalizer: $finalizer,
+                finalize_fn: finalize,
+                dealloc_fn: dealloc,
+            }
+        };
+    };
+}
+
+finalizer_slot!(FUTURE_FINALIZER, future::finalize_future);
+finalizer_slot!(TASK_FINALIZER, task::finalize_task);
+
+/// The native module.
+#[pymodule]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    pyrefs::init(py)?;
+    m.add_class::<event_loop::EventLoop>()?;
+    m.add_class::<future::Future>()?;
+    m.add_class::<future::FutureIter>()?;
+    m.add_class::<task::Task>()?;
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<callbacks::TaskStep>()?;
+    m.add_class::<callbacks::TaskWakeup>()?;
+    ffi::install_finalizer(&py.get_type::<future::Future>(), &FUTURE_FINALIZER);
+    ffi::install_finalizer(&py.get_type::<task::Task>(), &TASK_FINALIZER);
+    Ok(())
+}
