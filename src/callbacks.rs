@@ -17,7 +17,10 @@ pub struct TaskStep {
 #[pymethods]
 impl TaskStep {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
-        task_step(self.task.bind(py), self.exc.as_ref().map(|e| e.bind(py).clone()))
+        task_step(
+            self.task.bind(py),
+            self.exc.as_ref().map(|e| e.bind(py).clone()),
+        )
     }
 
     #[getter]
@@ -26,7 +29,10 @@ impl TaskStep {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("<TaskStepMethWrapper object of {}>", self.task.bind(py).repr()?))
+        Ok(format!(
+            "<TaskStepMethWrapper object of {}>",
+            self.task.bind(py).repr()?
+        ))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -64,7 +70,10 @@ impl TaskWakeup {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("<TaskWakeupMethWrapper object of {}>", self.task.bind(py).repr()?))
+        Ok(format!(
+            "<TaskWakeupMethWrapper object of {}>",
+            self.task.bind(py).repr()?
+        ))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

@@ -68,7 +68,14 @@ pub struct LoopState {
 }
 
 /// The native part of `ferroloop.Loop`.
-#[pyclass(module = "ferroloop._ferroloop", name = "EventLoop", subclass, frozen, weakref, dict)]
+#[pyclass(
+    module = "ferroloop._ferroloop",
+    name = "EventLoop",
+    subclass,
+    frozen,
+    weakref,
+    dict
+)]
 pub struct EventLoop {
     pub(crate) state: GilCell<LoopState>,
     poll: Mutex<Option<Poll>>,
@@ -153,9 +160,14 @@ impl EventLoop {
     fn check_callback(py: Python<'_>, callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
         let r = refs(py);
         if r.iscoroutine.bind(py).call1((callback,))?.is_truthy()?
-            || r.iscoroutinefunction.bind(py).call1((callback,))?.is_truthy()?
+            || r.iscoroutinefunction
+                .bind(py)
+                .call1((callback,))?
+                .is_truthy()?
         {
-            return Err(PyTypeError::new_err(format!("coroutines cannot be used with {method}()")));
+            return Err(PyTypeError::new_err(format!(
+                "coroutines cannot be used with {method}()"
+            )));
         }
         if !callback.is_callable() {
             return Err(PyTypeError::new_err(format!(
@@ -196,7 +208,11 @@ impl EventLoop {
             Some(c) if !c.is_none() => c.clone().unbind(),
             _ => ffi::copy_current_context(py)?.unbind(),
         };
-        let args = if args.is_empty() { None } else { Some(args.clone().unbind()) };
+        let args = if args.is_empty() {
+            None
+        } else {
+            Some(args.clone().unbind())
+        };
         Ok(Handle::new_parts(
             callback.clone().unbind(),
             args,
@@ -217,7 +233,11 @@ impl EventLoop {
         let py = slf.py();
         let handle = Self::make_handle(slf, callback, args, context, method, true)?;
         let timer = TimerHandle::create(py, when, handle)?;
-        slf.get().state.borrow_mut(py).timers.push(when, timer.clone_ref(py));
+        slf.get()
+            .state
+            .borrow_mut(py)
+            .timers
+            .push(when, timer.clone_ref(py));
         Ok(timer)
     }
 
@@ -364,7 +384,13 @@ impl EventLoop {
                             },
                         )?;
                         let args = PyTuple::new(py, [fut])?;
-                        Self::report_native_error(slf, err, wakeup.bind(py).as_any(), Some(&args), ctx)
+                        Self::report_native_error(
+                            slf,
+                            err,
+                            wakeup.bind(py).as_any(),
+                            Some(&args),
+                            ctx,
+                        )
                     }
                 }
             }
@@ -445,8 +471,12 @@ impl EventLoop {
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(py, Self::make_handle(slf, callback, args, context, "call_soon", true)?)?;
-        slf.get().push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        let handle = Py::new(
+            py,
+            Self::make_handle(slf, callback, args, context, "call_soon", true)?,
+        )?;
+        slf.get()
+            .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
         Ok(handle)
     }
 
@@ -463,7 +493,8 @@ impl EventLoop {
             py,
             Self::make_handle(slf, callback, args, context, "call_soon_threadsafe", false)?,
         )?;
-        slf.get().push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        slf.get()
+            .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
         Ok(handle)
     }
 
@@ -516,7 +547,12 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed(py)?;
-        let factory = this.state.borrow(py).task_factory.as_ref().map(|f| f.clone_ref(py));
+        let factory = this
+            .state
+            .borrow(py)
+            .task_factory
+            .as_ref()
+            .map(|f| f.clone_ref(py));
         let Some(factory) = factory else {
             return Ok(Task::spawn(slf.as_any(), coro, name, context)?.into_any());
         };
@@ -546,7 +582,9 @@ impl EventLoop {
         let factory = factory.filter(|f| !f.is_none());
         if let Some(f) = factory {
             if !f.is_callable() {
-                return Err(PyTypeError::new_err("task factory must be a callable or None"));
+                return Err(PyTypeError::new_err(
+                    "task factory must be a callable or None",
+                ));
             }
         }
         let old = std::mem::replace(
@@ -559,7 +597,11 @@ impl EventLoop {
 
     /// The task factory, or None.
     fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state.borrow(py).task_factory.as_ref().map(|f| f.clone_ref(py))
+        self.state
+            .borrow(py)
+            .task_factory
+            .as_ref()
+            .map(|f| f.clone_ref(py))
     }
 
     /// Stop after the current iteration.
@@ -605,8 +647,8 @@ impl EventLoop {
         self.state.borrow(py).stopping
     }
 
-    #[setter]
-    fn set__stopping(&self, py: Python<'_>, value: bool) {
+    #[setter(_stopping)]
+    fn set_stopping_attr(&self, py: Python<'_>, value: bool) {
         self.state.borrow_mut(py).stopping = value;
     }
 
@@ -615,8 +657,8 @@ impl EventLoop {
         self.state.borrow(py).thread_id
     }
 
-    #[setter]
-    fn set__thread_id(&self, py: Python<'_>, value: Option<u64>) {
+    #[setter(_thread_id)]
+    fn set_thread_id_attr(&self, py: Python<'_>, value: Option<u64>) {
         self.state.borrow_mut(py).thread_id = value;
     }
 
@@ -662,7 +704,9 @@ impl EventLoop {
         {
             let mut st = slf.get().state.borrow_mut(py);
             if st.running {
-                return Err(PyRuntimeError::new_err("This event loop is already running"));
+                return Err(PyRuntimeError::new_err(
+                    "This event loop is already running",
+                ));
             }
             st.running = true;
         }
@@ -728,7 +772,11 @@ impl EventLoop {
         Python::attach(|py| {
             let taken = {
                 let mut st = self.state.borrow_mut(py);
-                (st.task_factory.take(), std::mem::take(&mut st.ready), st.timers.clear())
+                (
+                    st.task_factory.take(),
+                    std::mem::take(&mut st.ready),
+                    st.timers.clear(),
+                )
             };
             drop(taken);
         });

@@ -33,11 +33,11 @@ pub fn iter_send<'py>(coro: &Bound<'py, PyAny>, value: &Bound<'py, PyAny>) -> Se
             // SAFETY: PYGEN_RETURN sets `out` to a new, non-null reference.
             SendOutcome::Return(unsafe { Bound::from_owned_ptr(py, out) })
         }
-        ffi::PySendResult::PYGEN_ERROR => SendOutcome::Raise(
-            PyErr::take(py).unwrap_or_else(|| {
+        ffi::PySendResult::PYGEN_ERROR => {
+            SendOutcome::Raise(PyErr::take(py).unwrap_or_else(|| {
                 pyo3::exceptions::PySystemError::new_err("PyIter_Send failed without an exception")
-            }),
-        ),
+            }))
+        }
     }
 }
 

@@ -98,13 +98,23 @@ impl FutureCore {
 }
 
 /// asyncio-compatible Future (`ferroloop.Future`).
-#[pyclass(module = "ferroloop._ferroloop", name = "Future", subclass, frozen, weakref, dict)]
+#[pyclass(
+    module = "ferroloop._ferroloop",
+    name = "Future",
+    subclass,
+    frozen,
+    weakref,
+    dict
+)]
 pub struct Future {
     pub(crate) core: GilCell<FutureCore>,
 }
 
 /// Resolve the loop a future binds to: the given one, or asyncio's current loop.
-pub fn resolve_loop<'py>(py: Python<'py>, loop_: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+pub fn resolve_loop<'py>(
+    py: Python<'py>,
+    loop_: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
     match loop_ {
         Some(l) if !l.is_none() => Ok(l.clone()),
         _ => refs(py).get_event_loop.bind(py).call0(),
@@ -130,7 +140,12 @@ impl Future {
     }
 
     /// Bind a core to a loop (and capture the creation stack in debug mode).
-    pub fn bind_core(py: Python<'_>, core: &mut FutureCore, loop_: &Bound<'_, PyAny>, depth: i32) -> PyResult<()> {
+    pub fn bind_core(
+        py: Python<'_>,
+        core: &mut FutureCore,
+        loop_: &Bound<'_, PyAny>,
+        depth: i32,
+    ) -> PyResult<()> {
         core.native_loop = loop_.cast::<EventLoop>().ok().map(|l| l.clone().unbind());
         if loop_debug(py, loop_)? {
             core.source_traceback = capture_source_traceback(py, depth);
@@ -155,7 +170,10 @@ pub fn invalid_state(py: Python<'_>, msg: String) -> PyErr {
 }
 
 /// Build `CancelledError(msg)` (no argument when `msg` is None).
-pub fn new_cancelled_error<'py>(py: Python<'py>, msg: Option<&Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+pub fn new_cancelled_error<'py>(
+    py: Python<'py>,
+    msg: Option<&Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
     let cls = refs(py).cancelled_error.bind(py);
     match msg {
         Some(m) if !m.is_none(py) => cls.call1((m,)),
@@ -169,7 +187,10 @@ pub fn make_cancelled_error<'py>(fut: &Bound<'py, Future>) -> PyResult<Bound<'py
     let py = fut.py();
     let (saved, msg) = {
         let mut c = fut.get().core.borrow_mut(py);
-        (c.cancelled_exc.take(), c.cancel_message.as_ref().map(|m| m.clone_ref(py)))
+        (
+            c.cancelled_exc.take(),
+            c.cancel_message.as_ref().map(|m| m.clone_ref(py)),
+        )
     };
     if let Some(saved) = saved {
         return Ok(saved.into_bound(py));
@@ -202,8 +223,7 @@ pub fn schedule_callbacks(fut: &Bound<'_, Future>) -> PyResult<()> {
             DoneCallback::Wakeup(task) => Ready::Wakeup(task, fut_obj.clone_ref(py)),
         });
         let items: Vec<Ready> = items.collect();
-        native.get().push_ready_many(py, items);
-        return Ok(());
+        return native.get().push_ready_many(py, items);
     }
     let Some(loop_) = loop_ else {
         return Err(PyRuntimeError::new_err("Future object is not initialized."));
@@ -232,7 +252,10 @@ pub fn future_set_result(fut: &Bound<'_, Future>, result: Py<PyAny>) -> PyResult
         if c.state != FutState::Pending {
             let state = c.state;
             drop(c);
-            return Err(invalid_state(py, format!("{}: {}", state.name(), fut.repr()?)));
+            return Err(invalid_state(
+                py,
+                format!("{}: {}", state.name(), fut.repr()?),
+            ));
         }
         c.result = Some(result);
         c.state = FutState::Finished;
@@ -248,7 +271,10 @@ pub fn future_set_exception(fut: &Bound<'_, Future>, exception: &Bound<'_, PyAny
         if c.state != FutState::Pending {
             let state = c.state;
             drop(c);
-            return Err(invalid_state(py, format!("{}: {}", state.name(), fut.repr()?)));
+            return Err(invalid_state(
+                py,
+                format!("{}: {}", state.name(), fut.repr()?),
+            ));
         }
     }
     let exc = if let Ok(cls) = exception.cast::<PyType>() {
@@ -259,7 +285,10 @@ pub fn future_set_exception(fut: &Bound<'_, Future>, exception: &Bound<'_, PyAny
     if !exc.is_instance_of::<pyo3::exceptions::PyBaseException>() {
         return Err(PyTypeError::new_err("invalid exception object"));
     }
-    if exc.get_type().is(py.get_type::<pyo3::exceptions::PyStopIteration>()) {
+    if exc
+        .get_type()
+        .is(py.get_type::<pyo3::exceptions::PyStopIteration>())
+    {
         return Err(PyTypeError::new_err(
             "StopIteration interacts badly with generators and cannot be raised into a Future",
         ));
@@ -268,7 +297,11 @@ pub fn future_set_exception(fut: &Bound<'_, Future>, exception: &Bound<'_, PyAny
     {
         let mut c = fut.get().core.borrow_mut(py);
         c.exception = Some(exc.unbind());
-        c.exception_tb = if tb.is_none() { None } else { Some(tb.unbind()) };
+        c.exception_tb = if tb.is_none() {
+            None
+        } else {
+            Some(tb.unbind())
+        };
         c.state = FutState::Finished;
         c.log_traceback = true;
     }
@@ -310,7 +343,10 @@ pub fn future_result(fut: &Bound<'_, Future>) -> PyResult<Py<PyAny>> {
                 }
                 return Err(PyErr::from_value(exc));
             }
-            Ok(c.result.as_ref().map(|r| r.clone_ref(py)).unwrap_or_else(|| py.None()))
+            Ok(c.result
+                .as_ref()
+                .map(|r| r.clone_ref(py))
+                .unwrap_or_else(|| py.None()))
         }
     }
 }
@@ -412,7 +448,11 @@ impl Future {
 
     /// Call `fn(future)` when the future is done, in `context` (default: a copy of the current one).
     #[pyo3(signature = (r#fn, *, context = None))]
-    fn add_done_callback(slf: &Bound<'_, Self>, r#fn: Py<PyAny>, context: Option<Py<PyAny>>) -> PyResult<()> {
+    fn add_done_callback(
+        slf: &Bound<'_, Self>,
+        r#fn: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
         let py = slf.py();
         check_initialized(slf)?;
         let ctx = match context {
@@ -479,7 +519,10 @@ impl Future {
     }
 
     #[classmethod]
-    fn __class_getitem__<'py>(cls: &Bound<'py, PyType>, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = cls.py();
         refs(py).generic_alias.bind(py).call1((cls, item))
     }
@@ -495,9 +538,9 @@ impl Future {
             return Ok(format!("<{} (uninitialized)>", slf.get_type().name()?));
         }
         if slf.cast::<Task>().is_ok() {
-            return Ok(refs(py).task_repr.bind(py).call1((slf,))?.extract()?);
+            return refs(py).task_repr.bind(py).call1((slf,))?.extract();
         }
-        Ok(refs(py).future_repr.bind(py).call1((slf,))?.extract()?)
+        refs(py).future_repr.bind(py).call1((slf,))?.extract()
     }
 
     #[getter]
@@ -512,22 +555,38 @@ impl Future {
 
     #[getter]
     fn _result(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.core.borrow(py).result.as_ref().map(|l| l.clone_ref(py))
+        self.core
+            .borrow(py)
+            .result
+            .as_ref()
+            .map(|l| l.clone_ref(py))
     }
 
     #[getter]
     fn _exception(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.core.borrow(py).exception.as_ref().map(|l| l.clone_ref(py))
+        self.core
+            .borrow(py)
+            .exception
+            .as_ref()
+            .map(|l| l.clone_ref(py))
     }
 
     #[getter]
     fn _cancelled_exc(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.core.borrow(py).cancelled_exc.as_ref().map(|l| l.clone_ref(py))
+        self.core
+            .borrow(py)
+            .cancelled_exc
+            .as_ref()
+            .map(|l| l.clone_ref(py))
     }
 
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.core.borrow(py).source_traceback.as_ref().map(|l| l.clone_ref(py))
+        self.core
+            .borrow(py)
+            .source_traceback
+            .as_ref()
+            .map(|l| l.clone_ref(py))
     }
 
     #[getter]
@@ -541,14 +600,22 @@ impl Future {
                 .iter()
                 .map(|cb| match cb {
                     DoneCallback::Py { cb, ctx } => Ok((cb.clone_ref(py), ctx.clone_ref(py))),
-                    DoneCallback::Wakeup(task) => Ok((task.clone_ref(py).into_any(), task.get().context(py))),
+                    DoneCallback::Wakeup(task) => {
+                        Ok((task.clone_ref(py).into_any(), task.get().context(py)))
+                    }
                 })
                 .collect::<PyResult<_>>()?
         };
         let list = PyList::empty(py);
         for (cb, ctx) in items {
             let cb = match cb.bind(py).cast::<Task>() {
-                Ok(task) => Py::new(py, TaskWakeup { task: task.clone().unbind() })?.into_any(),
+                Ok(task) => Py::new(
+                    py,
+                    TaskWakeup {
+                        task: task.clone().unbind(),
+                    },
+                )?
+                .into_any(),
                 Err(_) => cb,
             };
             list.append(PyTuple::new(py, [cb, ctx])?)?;
@@ -558,11 +625,15 @@ impl Future {
 
     #[getter]
     fn _cancel_message(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.core.borrow(py).cancel_message.as_ref().map(|l| l.clone_ref(py))
+        self.core
+            .borrow(py)
+            .cancel_message
+            .as_ref()
+            .map(|l| l.clone_ref(py))
     }
 
-    #[setter]
-    fn set__cancel_message(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
+    #[setter(_cancel_message)]
+    fn set_cancel_message_attr(&self, py: Python<'_>, value: Option<Py<PyAny>>) {
         let old = std::mem::replace(&mut self.core.borrow_mut(py).cancel_message, value);
         drop(old);
     }
@@ -572,13 +643,21 @@ impl Future {
         self.core.borrow(py).log_traceback
     }
 
-    #[setter]
-    fn set__log_traceback(&self, py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    #[setter(_log_traceback)]
+    fn set_log_traceback_attr(
+        &self,
+        py: Python<'_>,
+        value: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let Some(value) = value else {
-            return Err(pyo3::exceptions::PyAttributeError::new_err("cannot delete attribute"));
+            return Err(pyo3::exceptions::PyAttributeError::new_err(
+                "cannot delete attribute",
+            ));
         };
         if value.is_truthy()? {
-            return Err(PyValueError::new_err("_log_traceback can only be set to False"));
+            return Err(PyValueError::new_err(
+                "_log_traceback can only be set to False",
+            ));
         }
         self.core.borrow_mut(py).log_traceback = false;
         Ok(())
@@ -589,10 +668,16 @@ impl Future {
         self.core.borrow(py).blocking
     }
 
-    #[setter]
-    fn set__asyncio_future_blocking(&self, py: Python<'_>, value: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    #[setter(_asyncio_future_blocking)]
+    fn set_asyncio_future_blocking_attr(
+        &self,
+        py: Python<'_>,
+        value: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let Some(value) = value else {
-            return Err(pyo3::exceptions::PyAttributeError::new_err("cannot delete attribute"));
+            return Err(pyo3::exceptions::PyAttributeError::new_err(
+                "cannot delete attribute",
+            ));
         };
         self.core.borrow_mut(py).blocking = value.is_truthy()?;
         Ok(())
@@ -652,7 +737,9 @@ fn check_initialized(fut: &Bound<'_, Future>) -> PyResult<()> {
 /// Finaliser: log "exception was never retrieved" like `Future.__del__`.
 pub fn finalize_future(obj: &Bound<'_, PyAny>) {
     let py = obj.py();
-    let Ok(fut) = obj.cast::<Future>() else { return };
+    let Ok(fut) = obj.cast::<Future>() else {
+        return;
+    };
     let (exc, loop_, tb) = {
         let mut c = fut.get().core.borrow_mut(py);
         if !c.log_traceback {
@@ -665,7 +752,9 @@ pub fn finalize_future(obj: &Bound<'_, PyAny>) {
             c.source_traceback.as_ref().map(|t| t.clone_ref(py)),
         )
     };
-    let (Some(exc), Some(loop_)) = (exc, loop_) else { return };
+    let (Some(exc), Some(loop_)) = (exc, loop_) else {
+        return;
+    };
     let report = || -> PyResult<()> {
         let name = obj.get_type().name()?;
         let context = PyDict::new(py);
@@ -675,7 +764,9 @@ pub fn finalize_future(obj: &Bound<'_, PyAny>) {
         if let Some(tb) = tb {
             context.set_item("source_traceback", tb)?;
         }
-        loop_.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
+        loop_
+            .bind(py)
+            .call_method1(intern!(py, "call_exception_handler"), (context,))?;
         Ok(())
     };
     if let Err(e) = report() {
@@ -749,13 +840,17 @@ impl FutureIter {
             }
             match val {
                 Some(v) if v.is_instance(cls)? => v.clone(),
-                Some(v) if v.is_instance_of::<PyTuple>() => cls.call1(v.cast::<PyTuple>()?.clone())?,
+                Some(v) if v.is_instance_of::<PyTuple>() => {
+                    cls.call1(v.cast::<PyTuple>()?.clone())?
+                }
                 Some(v) => cls.call1((v,))?,
                 None => cls.call0()?,
             }
         } else if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
             if val.is_some() {
-                return Err(PyTypeError::new_err("instance exception may not have a separate value"));
+                return Err(PyTypeError::new_err(
+                    "instance exception may not have a separate value",
+                ));
             }
             typ.clone()
         } else {

@@ -109,9 +109,20 @@ pub fn run_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
             _ => return Ok(()),
         }
     };
-    let result = call_in_context(py, cb.bind(py), args.as_ref().map(|a| a.bind(py)), ctx.bind(py));
+    let result = call_in_context(
+        py,
+        cb.bind(py),
+        args.as_ref().map(|a| a.bind(py)),
+        ctx.bind(py),
+    );
     if let Err(err) = result {
-        report_callback_error(py, err, cb.bind(py), args.as_ref().map(|a| a.bind(py)), handle.as_any())?;
+        report_callback_error(
+            py,
+            err,
+            cb.bind(py),
+            args.as_ref().map(|a| a.bind(py)),
+            handle.as_any(),
+        )?;
     }
     Ok(())
 }
@@ -198,7 +209,11 @@ impl Handle {
 
     /// The `contextvars.Context` the callback runs in.
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.parts.borrow(py).context.as_ref().map(|c| c.clone_ref(py))
+        self.parts
+            .borrow(py)
+            .context
+            .as_ref()
+            .map(|c| c.clone_ref(py))
     }
 
     /// Run the callback now (asyncio's `Handle._run`).
@@ -208,7 +223,11 @@ impl Handle {
 
     #[getter]
     fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.parts.borrow(py).callback.as_ref().map(|c| c.clone_ref(py))
+        self.parts
+            .borrow(py)
+            .callback
+            .as_ref()
+            .map(|c| c.clone_ref(py))
     }
 
     #[getter]
@@ -223,7 +242,11 @@ impl Handle {
 
     #[getter]
     fn _loop(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.parts.borrow(py).loop_.as_ref().map(|c| c.clone_ref(py))
+        self.parts
+            .borrow(py)
+            .loop_
+            .as_ref()
+            .map(|c| c.clone_ref(py))
     }
 
     #[getter]
@@ -238,7 +261,11 @@ impl Handle {
 
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.parts.borrow(py).source_traceback.as_ref().map(|c| c.clone_ref(py))
+        self.parts
+            .borrow(py)
+            .source_traceback
+            .as_ref()
+            .map(|c| c.clone_ref(py))
     }
 
     fn _repr_info<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -279,7 +306,13 @@ impl Handle {
         Python::attach(|py| {
             let taken = {
                 let mut p = self.parts.borrow_mut(py);
-                (p.callback.take(), p.args.take(), p.context.take(), p.loop_.take(), p.source_traceback.take())
+                (
+                    p.callback.take(),
+                    p.args.take(),
+                    p.context.take(),
+                    p.loop_.take(),
+                    p.source_traceback.take(),
+                )
             };
             drop(taken);
         });
@@ -340,7 +373,13 @@ impl TimerHandle {
         let base = slf.as_super();
         if !base.get().is_cancelled() {
             let scheduled = slf.get().scheduled.load(Ordering::Relaxed);
-            let loop_obj = base.get().parts.borrow(py).loop_.as_ref().map(|l| l.clone_ref(py));
+            let loop_obj = base
+                .get()
+                .parts
+                .borrow(py)
+                .loop_
+                .as_ref()
+                .map(|l| l.clone_ref(py));
             if let Some(loop_obj) = loop_obj {
                 let loop_obj = loop_obj.bind(py);
                 if let Ok(native) = loop_obj.cast::<EventLoop>() {
@@ -360,7 +399,11 @@ impl TimerHandle {
         self.when.to_bits()
     }
 
-    fn __richcmp__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>, op: CompareOp) -> PyResult<Py<PyAny>> {
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: CompareOp,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
@@ -380,10 +423,17 @@ impl TimerHandle {
                         && opt_eq(py, &px.callback, &py_.callback)?
                         && opt_tuple_eq(py, &px.args, &py_.args)?
                 };
-                if matches!(op, CompareOp::Eq) { same } else { !same }
+                if matches!(op, CompareOp::Eq) {
+                    same
+                } else {
+                    !same
+                }
             }
         };
-        Ok(pyo3::types::PyBool::new(py, result).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, result)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 }
 
@@ -395,7 +445,11 @@ fn opt_eq(py: Python<'_>, a: &Option<Py<PyAny>>, b: &Option<Py<PyAny>>) -> PyRes
     }
 }
 
-fn opt_tuple_eq(py: Python<'_>, a: &Option<Py<PyTuple>>, b: &Option<Py<PyTuple>>) -> PyResult<bool> {
+fn opt_tuple_eq(
+    py: Python<'_>,
+    a: &Option<Py<PyTuple>>,
+    b: &Option<Py<PyTuple>>,
+) -> PyResult<bool> {
     match (a, b) {
         (None, None) => Ok(true),
         (Some(a), Some(b)) => a.bind(py).eq(b.bind(py)),

@@ -13,10 +13,12 @@ pub struct PyRefs {
     pub enter_task: Py<PyAny>,
     /// `asyncio.tasks._leave_task`.
     pub leave_task: Py<PyAny>,
+    /// `asyncio.tasks._current_tasks` when it is the dict the C accelerator's
+    /// `current_task()` reads (3.11–3.13); entering/leaving a task is then a
+    /// dict operation instead of two Python calls per step.
+    pub current_tasks: Option<Py<pyo3::types::PyDict>>,
     /// `asyncio.tasks._register_task`.
     pub register_task: Py<PyAny>,
-    /// `asyncio.tasks._unregister_task`.
-    pub unregister_task: Py<PyAny>,
     /// `asyncio.events._get_event_loop` (the loop a Future binds to by default).
     pub get_event_loop: Py<PyAny>,
     /// `asyncio.format_helpers.extract_stack`.
@@ -49,8 +51,6 @@ pub struct PyRefs {
     pub isgenerator: Py<PyAny>,
     /// `types.GenericAlias`.
     pub generic_alias: Py<PyAny>,
-    /// `reprlib.repr`.
-    pub reprlib_repr: Py<PyAny>,
 }
 
 static REFS: PyOnceLock<PyRefs> = PyOnceLock::new();
@@ -64,8 +64,8 @@ fn load(py: Python<'_>) -> PyResult<PyRefs> {
         invalid_state_error: get("asyncio.exceptions", "InvalidStateError")?,
         enter_task: get("asyncio.tasks", "_enter_task")?,
         leave_task: get("asyncio.tasks", "_leave_task")?,
+        current_tasks: current_tasks_dict(py)?,
         register_task: get("asyncio.tasks", "_register_task")?,
-        unregister_task: get("asyncio.tasks", "_unregister_task")?,
         get_event_loop: get("asyncio.events", "_get_event_loop")
             .or_else(|_| get("asyncio.events", "get_event_loop"))?,
         extract_stack: get("asyncio.format_helpers", "extract_stack")?,
@@ -87,8 +87,32 @@ fn load(py: Python<'_>) -> PyResult<PyRefs> {
         iscoroutinefunction: get("asyncio.coroutines", "iscoroutinefunction")?,
         isgenerator: get("inspect", "isgenerator")?,
         generic_alias: get("types", "GenericAlias")?,
-        reprlib_repr: get("reprlib", "repr")?,
     })
+}
+
+fn current_tasks_dict(py: Python<'_>) -> PyResult<Option<Py<pyo3::types::PyDict>>> {
+    if py.version_info() >= (3, 14) {
+        return Ok(None);
+    }
+    let tasks = py.import("asyncio.tasks")?;
+    let Ok(accel) = py.import("_asyncio") else {
+        return Ok(None);
+    };
+    // Only when asyncio uses the accelerator's bookkeeping, which reads this dict.
+    let uses_accel = tasks
+        .getattr("_enter_task")?
+        .is(accel.getattr("_enter_task")?)
+        && tasks
+            .getattr("_current_tasks")?
+            .is(accel.getattr("_current_tasks")?);
+    if !uses_accel {
+        return Ok(None);
+    }
+    Ok(accel
+        .getattr("_current_tasks")
+        .ok()
+        .and_then(|d| d.cast_into::<pyo3::types::PyDict>().ok())
+        .map(Bound::unbind))
 }
 
 /// Import (once) and return the cached references.
@@ -102,7 +126,9 @@ pub fn init(py: Python<'_>) -> PyResult<()> {
 pub fn refs(py: Python<'_>) -> &PyRefs {
     match REFS.get(py) {
         Some(r) => r,
-        None => REFS.get_or_init(py, || load(py).expect("ferroloop: importing asyncio failed")),
+        None => REFS.get_or_init(py, || {
+            load(py).expect("ferroloop: importing asyncio failed")
+        }),
     }
 }
 
@@ -110,5 +136,9 @@ pub fn refs(py: Python<'_>) -> &PyRefs {
 pub fn capture_source_traceback(py: Python<'_>, depth: i32) -> Option<Py<PyAny>> {
     let r = refs(py);
     let frame = r.getframe.bind(py).call1((depth,)).ok()?;
-    r.extract_stack.bind(py).call1((frame,)).ok().map(Bound::unbind)
+    r.extract_stack
+        .bind(py)
+        .call1((frame,))
+        .ok()
+        .map(Bound::unbind)
 }

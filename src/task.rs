@@ -13,8 +13,8 @@ use crate::callbacks::{TaskStep, TaskWakeup};
 use crate::event_loop::{EventLoop, Ready};
 use crate::ffi::{self, SendOutcome};
 use crate::future::{
-    add_native_callback, future_cancel, future_result, future_set_exception, future_set_result, invalid_state,
-    make_cancelled_error, resolve_loop, DoneCallback, FutState, Future, FutureCore,
+    add_native_callback, future_cancel, future_result, future_set_exception, future_set_result,
+    invalid_state, make_cancelled_error, resolve_loop, DoneCallback, FutState, Future, FutureCore,
 };
 use crate::gil_cell::GilCell;
 use crate::handles::is_fatal;
@@ -158,7 +158,10 @@ fn task_loop(task: &Bound<'_, Task>) -> PyResult<(Py<PyAny>, Option<Py<EventLoop
     let py = task.py();
     let c = task.as_super().get().core.borrow(py);
     match &c.loop_ {
-        Some(l) => Ok((l.clone_ref(py), c.native_loop.as_ref().map(|n| n.clone_ref(py)))),
+        Some(l) => Ok((
+            l.clone_ref(py),
+            c.native_loop.as_ref().map(|n| n.clone_ref(py)),
+        )),
         None => Err(PyRuntimeError::new_err("Future object is not initialized.")),
     }
 }
@@ -168,7 +171,9 @@ pub fn schedule_step(task: &Bound<'_, Task>, exc: Option<Py<PyAny>>) -> PyResult
     let py = task.py();
     let (loop_, native) = task_loop(task)?;
     if let Some(native) = native {
-        return native.get().push_ready(py, Ready::Step(task.clone().unbind(), exc));
+        return native
+            .get()
+            .push_ready(py, Ready::Step(task.clone().unbind(), exc));
     }
     let ctx = task.get().context(py);
     let step = Py::new(
@@ -180,7 +185,9 @@ pub fn schedule_step(task: &Bound<'_, Task>, exc: Option<Py<PyAny>>) -> PyResult
     )?;
     let kwargs = PyDict::new(py);
     kwargs.set_item(intern!(py, "context"), ctx)?;
-    loop_.bind(py).call_method(intern!(py, "call_soon"), (step,), Some(&kwargs))?;
+    loop_
+        .bind(py)
+        .call_method(intern!(py, "call_soon"), (step,), Some(&kwargs))?;
     Ok(())
 }
 
@@ -191,7 +198,8 @@ fn schedule_error(task: &Bound<'_, Task>, msg: String) -> PyResult<()> {
 }
 
 fn is_cancelled_error(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
-    obj.is_instance(refs(py).cancelled_error.bind(py)).unwrap_or(false)
+    obj.is_instance(refs(py).cancelled_error.bind(py))
+        .unwrap_or(false)
 }
 
 /// Cancel any awaitable future: native ones directly, others through `.cancel(msg=)`.
@@ -204,8 +212,12 @@ fn cancel_any(obj: &Bound<'_, PyAny>, msg: Option<&Py<PyAny>>) -> PyResult<bool>
         return future_cancel(obj.cast::<Future>()?, msg.map(|m| m.clone_ref(py)));
     }
     let kwargs = PyDict::new(py);
-    kwargs.set_item(intern!(py, "msg"), msg.map(|m| m.clone_ref(py)).unwrap_or_else(|| py.None()))?;
-    obj.call_method(intern!(py, "cancel"), (), Some(&kwargs))?.is_truthy()
+    kwargs.set_item(
+        intern!(py, "msg"),
+        msg.map(|m| m.clone_ref(py)).unwrap_or_else(|| py.None()),
+    )?;
+    obj.call_method(intern!(py, "cancel"), (), Some(&kwargs))?
+        .is_truthy()
 }
 
 /// `Task.cancel(msg)`.
@@ -229,14 +241,54 @@ pub fn task_cancel(task: &Bound<'_, Task>, msg: Option<Py<PyAny>>) -> PyResult<b
         }
     }
     task.get().core.borrow_mut(py).must_cancel = true;
-    let old = std::mem::replace(&mut task.as_super().get().core.borrow_mut(py).cancel_message, msg);
+    let old = std::mem::replace(
+        &mut task.as_super().get().core.borrow_mut(py).cancel_message,
+        msg,
+    );
     drop(old);
     Ok(true)
 }
 
-fn enter_leave(py: Python<'_>, func: &Py<PyAny>, loop_: &Py<PyAny>, task: &Bound<'_, Task>) -> PyResult<()> {
-    func.bind(py).call1((loop_, task))?;
-    Ok(())
+/// `asyncio.tasks._enter_task(loop, task)`.
+fn enter_task(py: Python<'_>, loop_: &Py<PyAny>, task: &Bound<'_, Task>) -> PyResult<()> {
+    let r = refs(py);
+    let Some(current) = &r.current_tasks else {
+        r.enter_task.bind(py).call1((loop_, task))?;
+        return Ok(());
+    };
+    let current = current.bind(py);
+    if let Some(other) = current.get_item(loop_)? {
+        return Err(PyRuntimeError::new_err(format!(
+            "Cannot enter into task {} while another task {} is being executed.",
+            task.repr()?,
+            other.repr()?
+        )));
+    }
+    current.set_item(loop_, task)
+}
+
+/// `asyncio.tasks._leave_task(loop, task)`.
+fn leave_task(py: Python<'_>, loop_: &Py<PyAny>, task: &Bound<'_, Task>) -> PyResult<()> {
+    let r = refs(py);
+    let Some(current) = &r.current_tasks else {
+        r.leave_task.bind(py).call1((loop_, task))?;
+        return Ok(());
+    };
+    let current = current.bind(py);
+    match current.get_item(loop_)? {
+        Some(item) if item.is(task) => current.del_item(loop_),
+        other => {
+            let other = match other {
+                Some(o) => o.repr()?.to_string(),
+                None => "None".to_owned(),
+            };
+            Err(PyRuntimeError::new_err(format!(
+                "Leaving task {} does not match the current task {}.",
+                task.repr()?,
+                other
+            )))
+        }
+    }
 }
 
 /// One step of the task: send None (or throw `exc`) into the coroutine and act
@@ -264,7 +316,10 @@ pub fn task_step(task: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyRes
     }
     let (coro, old_waiter) = {
         let mut c = task.get().core.borrow_mut(py);
-        (c.coro.as_ref().map(|c| c.clone_ref(py)), c.fut_waiter.take())
+        (
+            c.coro.as_ref().map(|c| c.clone_ref(py)),
+            c.fut_waiter.take(),
+        )
     };
     drop(old_waiter);
     let Some(coro) = coro else {
@@ -272,8 +327,7 @@ pub fn task_step(task: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyRes
     };
     let coro = coro.bind(py);
     let (loop_, _) = task_loop(task)?;
-    let r = refs(py);
-    enter_leave(py, &r.enter_task, &loop_, task)?;
+    enter_task(py, &loop_, task)?;
     let outcome = match exc {
         None => ffi::iter_send(coro, &py.None().into_bound(py)),
         Some(e) => match coro.call_method1(intern!(py, "throw"), (e,)) {
@@ -286,7 +340,7 @@ pub fn task_step(task: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyRes
         },
     };
     let result = handle_outcome(task, outcome);
-    let leave = enter_leave(py, &r.leave_task, &loop_, task);
+    let leave = leave_task(py, &loop_, task);
     result.and(leave)
 }
 
@@ -295,9 +349,16 @@ fn handle_outcome(task: &Bound<'_, Task>, outcome: SendOutcome<'_>) -> PyResult<
     let fut = task.as_super();
     match outcome {
         SendOutcome::Return(value) => {
-            let must_cancel = std::mem::replace(&mut task.get().core.borrow_mut(py).must_cancel, false);
+            let must_cancel =
+                std::mem::replace(&mut task.get().core.borrow_mut(py).must_cancel, false);
             if must_cancel {
-                let msg = fut.get().core.borrow(py).cancel_message.as_ref().map(|m| m.clone_ref(py));
+                let msg = fut
+                    .get()
+                    .core
+                    .borrow(py)
+                    .cancel_message
+                    .as_ref()
+                    .map(|m| m.clone_ref(py));
                 future_cancel(fut, msg)?;
             } else {
                 future_set_result(fut, value.unbind())?;
@@ -307,7 +368,12 @@ fn handle_outcome(task: &Bound<'_, Task>, outcome: SendOutcome<'_>) -> PyResult<
         SendOutcome::Raise(err) => {
             let value = err.value(py).clone().into_any();
             if is_cancelled_error(py, &value) {
-                let old = fut.get().core.borrow_mut(py).cancelled_exc.replace(value.unbind());
+                let old = fut
+                    .get()
+                    .core
+                    .borrow_mut(py)
+                    .cancelled_exc
+                    .replace(value.unbind());
                 drop(old);
                 future_cancel(fut, None)?;
                 Ok(())
@@ -334,21 +400,25 @@ fn same_loop(py: Python<'_>, task: &Bound<'_, Task>, other_loop: &Bound<'_, PyAn
 
 fn handle_yield(task: &Bound<'_, Task>, result: Bound<'_, PyAny>) -> PyResult<()> {
     let py = task.py();
+    if result.is_none() {
+        // A bare `yield` relinquishes control for one iteration.
+        return schedule_step(task, None);
+    }
     if let Ok(native) = result.cast::<Future>() {
-        if native.get_type().is(py.get_type::<Future>()) || native.get_type().is(py.get_type::<Task>()) {
+        if native.get_type().is(py.get_type::<Future>())
+            || native.get_type().is(py.get_type::<Task>())
+        {
             return handle_native_yield(task, native);
         }
     }
-    let blocking = match result.getattr(intern!(py, "_asyncio_future_blocking")) {
-        Ok(b) => Some(b),
-        Err(e) if e.is_instance_of::<PyAttributeError>(py) => None,
-        Err(e) => return Err(e),
-    };
+    let blocking = result.getattr_opt(intern!(py, "_asyncio_future_blocking"))?;
     match blocking {
         Some(blocking) if !blocking.is_none() => {
             let other_loop = match result.call_method0(intern!(py, "get_loop")) {
                 Ok(l) => l,
-                Err(e) if e.is_instance_of::<PyAttributeError>(py) => result.getattr(intern!(py, "_loop"))?,
+                Err(e) if e.is_instance_of::<PyAttributeError>(py) => {
+                    result.getattr(intern!(py, "_loop"))?
+                }
                 Err(e) => return Err(e),
             };
             if !same_loop(py, task, &other_loop) {
@@ -363,10 +433,18 @@ fn handle_yield(task: &Bound<'_, Task>, result: Bound<'_, PyAny>) -> PyResult<()
             }
             if blocking.is_truthy()? {
                 if result.is(task) {
-                    return schedule_error(task, format!("Task cannot await on itself: {}", task.repr()?));
+                    return schedule_error(
+                        task,
+                        format!("Task cannot await on itself: {}", task.repr()?),
+                    );
                 }
                 result.setattr(intern!(py, "_asyncio_future_blocking"), false)?;
-                let wakeup = Py::new(py, TaskWakeup { task: task.clone().unbind() })?;
+                let wakeup = Py::new(
+                    py,
+                    TaskWakeup {
+                        task: task.clone().unbind(),
+                    },
+                )?;
                 let kwargs = PyDict::new(py);
                 kwargs.set_item(intern!(py, "context"), task.get().context(py))?;
                 result.call_method(intern!(py, "add_done_callback"), (wakeup,), Some(&kwargs))?;
@@ -382,9 +460,13 @@ fn handle_yield(task: &Bound<'_, Task>, result: Bound<'_, PyAny>) -> PyResult<()
                 )
             }
         }
-        _ if result.is_none() => schedule_step(task, None),
         _ => {
-            if refs(py).isgenerator.bind(py).call1((&result,))?.is_truthy()? {
+            if refs(py)
+                .isgenerator
+                .bind(py)
+                .call1((&result,))?
+                .is_truthy()?
+            {
                 schedule_error(
                     task,
                     format!(
@@ -404,8 +486,18 @@ fn handle_native_yield(task: &Bound<'_, Task>, fut: &Bound<'_, Future>) -> PyRes
     let py = task.py();
     let (blocking, loop_ok) = {
         let c = fut.get().core.borrow(py);
-        let task_loop = task.as_super().get().core.borrow(py).loop_.as_ref().map(|l| l.as_ptr());
-        (c.blocking, c.loop_.as_ref().map(|l| l.as_ptr()) == task_loop && task_loop.is_some())
+        let task_loop = task
+            .as_super()
+            .get()
+            .core
+            .borrow(py)
+            .loop_
+            .as_ref()
+            .map(|l| l.as_ptr());
+        (
+            c.blocking,
+            c.loop_.as_ref().map(|l| l.as_ptr()) == task_loop && task_loop.is_some(),
+        )
     };
     if !loop_ok {
         return schedule_error(
@@ -428,7 +520,10 @@ fn handle_native_yield(task: &Bound<'_, Task>, fut: &Bound<'_, Future>) -> PyRes
         );
     }
     if fut.is(task) {
-        return schedule_error(task, format!("Task cannot await on itself: {}", task.repr()?));
+        return schedule_error(
+            task,
+            format!("Task cannot await on itself: {}", task.repr()?),
+        );
     }
     fut.get().core.borrow_mut(py).blocking = false;
     add_native_callback(fut, DoneCallback::Wakeup(task.clone().unbind()))?;
@@ -446,7 +541,14 @@ fn set_waiter_and_maybe_cancel(task: &Bound<'_, Task>, waiter: &Bound<'_, PyAny>
         must
     };
     if must_cancel {
-        let msg = task.as_super().get().core.borrow(py).cancel_message.as_ref().map(|m| m.clone_ref(py));
+        let msg = task
+            .as_super()
+            .get()
+            .core
+            .borrow(py)
+            .cancel_message
+            .as_ref()
+            .map(|m| m.clone_ref(py));
         if cancel_any(waiter, msg.as_ref())? {
             task.get().core.borrow_mut(py).must_cancel = false;
         }
@@ -475,7 +577,10 @@ pub fn task_wakeup(task: &Bound<'_, Task>, fut: &Bound<'_, PyAny>) -> PyResult<(
 impl Task {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyClassInitializer<Self> {
+    fn py_new(
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyClassInitializer<Self> {
         PyClassInitializer::from(Future {
             core: GilCell::new(FutureCore::empty()),
         })
@@ -535,7 +640,9 @@ impl Task {
         if let Some(n) = &c.name {
             return Ok(n.clone_ref(py));
         }
-        let name = pyo3::types::PyString::new(py, &format!("Task-{}", c.name_id)).into_any().unbind();
+        let name = pyo3::types::PyString::new(py, &format!("Task-{}", c.name_id))
+            .into_any()
+            .unbind();
         c.name = Some(name.clone_ref(py));
         Ok(name)
     }
@@ -550,26 +657,40 @@ impl Task {
 
     /// Tasks cannot be resolved from outside.
     fn set_result(&self, _result: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(PyRuntimeError::new_err("Task does not support set_result() operation"))
+        Err(PyRuntimeError::new_err(
+            "Task does not support set_result() operation",
+        ))
     }
 
     /// Tasks cannot be resolved from outside.
     fn set_exception(&self, _exception: &Bound<'_, PyAny>) -> PyResult<()> {
-        Err(PyRuntimeError::new_err("Task does not support set_exception() operation"))
+        Err(PyRuntimeError::new_err(
+            "Task does not support set_exception() operation",
+        ))
     }
 
     /// The stack frames of the task's coroutine.
     #[pyo3(signature = (*, limit = None))]
-    fn get_stack<'py>(slf: &Bound<'py, Self>, limit: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    fn get_stack<'py>(
+        slf: &Bound<'py, Self>,
+        limit: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         refs(py).task_get_stack.bind(py).call1((slf, limit))
     }
 
     /// Print the task's stack (or its traceback) to `file` (default stderr).
     #[pyo3(signature = (*, limit = None, file = None))]
-    fn print_stack(slf: &Bound<'_, Self>, limit: Option<Py<PyAny>>, file: Option<Py<PyAny>>) -> PyResult<()> {
+    fn print_stack(
+        slf: &Bound<'_, Self>,
+        limit: Option<Py<PyAny>>,
+        file: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
         let py = slf.py();
-        refs(py).task_print_stack.bind(py).call1((slf, limit, file))?;
+        refs(py)
+            .task_print_stack
+            .bind(py)
+            .call1((slf, limit, file))?;
         Ok(())
     }
 
@@ -578,11 +699,13 @@ impl Task {
         refs(py).task_repr_info.bind(py).call1((slf,))
     }
 
-    fn _Task__step(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    #[pyo3(name = "_Task__step")]
+    fn py_task_step(slf: &Bound<'_, Self>, exc: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         task_step(slf, exc.filter(|e| !e.is_none()).cloned())
     }
 
-    fn _Task__wakeup(slf: &Bound<'_, Self>, future: &Bound<'_, PyAny>) -> PyResult<()> {
+    #[pyo3(name = "_Task__wakeup")]
+    fn py_task_wakeup(slf: &Bound<'_, Self>, future: &Bound<'_, PyAny>) -> PyResult<()> {
         task_wakeup(slf, future)
     }
 
@@ -598,7 +721,11 @@ impl Task {
 
     #[getter]
     fn _fut_waiter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.core.borrow(py).fut_waiter.as_ref().map(|c| c.clone_ref(py))
+        self.core
+            .borrow(py)
+            .fut_waiter
+            .as_ref()
+            .map(|c| c.clone_ref(py))
     }
 
     #[getter]
@@ -606,8 +733,8 @@ impl Task {
         self.core.borrow(py).must_cancel
     }
 
-    #[setter]
-    fn set__must_cancel(&self, py: Python<'_>, value: bool) {
+    #[setter(_must_cancel)]
+    fn set_must_cancel_attr(&self, py: Python<'_>, value: bool) {
         self.core.borrow_mut(py).must_cancel = value;
     }
 
@@ -616,8 +743,8 @@ impl Task {
         self.core.borrow(py).num_cancels_requested
     }
 
-    #[setter]
-    fn set__num_cancels_requested(&self, py: Python<'_>, value: i64) {
+    #[setter(_num_cancels_requested)]
+    fn set_num_cancels_requested_attr(&self, py: Python<'_>, value: i64) {
         self.core.borrow_mut(py).num_cancels_requested = value;
     }
 
@@ -626,8 +753,8 @@ impl Task {
         self.core.borrow(py).log_destroy_pending
     }
 
-    #[setter]
-    fn set__log_destroy_pending(&self, py: Python<'_>, value: bool) {
+    #[setter(_log_destroy_pending)]
+    fn set_log_destroy_pending_attr(&self, py: Python<'_>, value: bool) {
         self.core.borrow_mut(py).log_destroy_pending = value;
     }
 
@@ -645,7 +772,12 @@ impl Task {
         Python::attach(|py| {
             let taken = {
                 let mut c = self.core.borrow_mut(py);
-                (c.coro.take(), c.context.take(), c.name.take(), c.fut_waiter.take())
+                (
+                    c.coro.take(),
+                    c.context.take(),
+                    c.name.take(),
+                    c.fut_waiter.take(),
+                )
             };
             drop(taken);
         });
@@ -675,7 +807,9 @@ pub fn finalize_task(obj: &Bound<'_, PyAny>) {
                 if let Some(tb) = tb {
                     context.set_item("source_traceback", tb)?;
                 }
-                loop_.bind(py).call_method1(intern!(py, "call_exception_handler"), (context,))?;
+                loop_
+                    .bind(py)
+                    .call_method1(intern!(py, "call_exception_handler"), (context,))?;
                 Ok(())
             };
             if let Err(e) = report() {

@@ -98,7 +98,11 @@ impl TimerHeap {
 
     /// The deadline of the earliest live timer, discarding cancelled ones on top
     /// (returned in `garbage` to be dropped outside the borrow).
-    pub fn next_deadline(&mut self, py: Python<'_>, garbage: &mut Vec<Py<TimerHandle>>) -> Option<f64> {
+    pub fn next_deadline(
+        &mut self,
+        py: Python<'_>,
+        garbage: &mut Vec<Py<TimerHandle>>,
+    ) -> Option<f64> {
         while let Some(top) = self.heap.peek() {
             if is_cancelled(py, &top.handle) {
                 if let Some(e) = self.heap.pop() {
@@ -117,7 +121,11 @@ impl TimerHeap {
     pub fn pop_due(&mut self, py: Python<'_>, now: f64) -> Option<Py<TimerHandle>> {
         let top = self.heap.peek()?;
         // `<=` so that a NaN deadline never fires.
-        if !(top.when <= now) {
+        if top
+            .when
+            .partial_cmp(&now)
+            .is_none_or(|o| o == Ordering::Greater)
+        {
             return None;
         }
         let e = self.heap.pop()?;
