@@ -323,9 +323,15 @@ impl EventLoop {
             Ready::Step(t, _) | Ready::Wakeup(t, _) => t.bind(py).repr().map(|s| s.to_string()),
             Ready::Callback { cb, .. } => cb.bind(py).repr().map(|s| s.to_string()),
         };
+        let current = match &item {
+            Ready::Handle(h) => h.clone_ref(py).into_any(),
+            _ => py.None(),
+        };
+        slf.setattr(intern!(py, "_current_handle"), current)?;
         let t0 = ffi::monotonic();
         let result = Self::run_item(slf, item);
         let dt = ffi::monotonic() - t0;
+        slf.setattr(intern!(py, "_current_handle"), py.None())?;
         let slow = slf.get().state.borrow(py).slow_callback_duration;
         if dt >= slow {
             let description = description.unwrap_or_else(|_| "<callback>".to_owned());
@@ -512,7 +518,7 @@ impl EventLoop {
         }
         let delay: f64 = delay.extract()?;
         let when = ffi::monotonic() + delay;
-        Self::schedule_timer(slf, when, callback, args, context, "call_later")
+        Self::schedule_timer(slf, when, callback, args, context, "call_at")
     }
 
     /// Schedule `callback(*args)` at loop time `when`.

@@ -250,12 +250,8 @@ pub fn future_set_result(fut: &Bound<'_, Future>, result: Py<PyAny>) -> PyResult
     {
         let mut c = fut.get().core.borrow_mut(py);
         if c.state != FutState::Pending {
-            let state = c.state;
             drop(c);
-            return Err(invalid_state(
-                py,
-                format!("{}: {}", state.name(), fut.repr()?),
-            ));
+            return Err(invalid_state(py, "invalid state".to_owned()));
         }
         c.result = Some(result);
         c.state = FutState::Finished;
@@ -269,12 +265,8 @@ pub fn future_set_exception(fut: &Bound<'_, Future>, exception: &Bound<'_, PyAny
     {
         let c = fut.get().core.borrow(py);
         if c.state != FutState::Pending {
-            let state = c.state;
             drop(c);
-            return Err(invalid_state(
-                py,
-                format!("{}: {}", state.name(), fut.repr()?),
-            ));
+            return Err(invalid_state(py, "invalid state".to_owned()));
         }
     }
     let exc = if let Ok(cls) = exception.cast::<PyType>() {
@@ -330,7 +322,7 @@ pub fn future_result(fut: &Bound<'_, Future>) -> PyResult<Py<PyAny>> {
     let state = fut.get().state(py);
     match state {
         FutState::Cancelled => Err(PyErr::from_value(make_cancelled_error(fut)?)),
-        FutState::Pending => Err(invalid_state(py, "Result is not ready.".to_owned())),
+        FutState::Pending => Err(invalid_state(py, "Result is not set.".to_owned())),
         FutState::Finished => {
             let mut c = fut.get().core.borrow_mut(py);
             c.log_traceback = false;

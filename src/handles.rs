@@ -146,6 +146,12 @@ pub fn call_in_context(
     exit
 }
 
+/// The exception instance of `err` with its traceback attached (`__traceback__`),
+/// as Python code catching it would see it.
+pub fn exception_value<'py>(py: Python<'py>, err: &PyErr) -> Bound<'py, PyAny> {
+    err.clone_ref(py).into_value(py).into_bound(py).into_any()
+}
+
 /// `True` for the exceptions that must escape the loop (`SystemExit`, `KeyboardInterrupt`).
 pub fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
@@ -174,7 +180,7 @@ pub fn report_callback_error(
         .unwrap_or_else(|_| "<callback>".to_owned());
     let context = PyDict::new(py);
     context.set_item("message", format!("Exception in callback {source}"))?;
-    context.set_item("exception", err.value(py))?;
+    context.set_item("exception", exception_value(py, &err))?;
     context.set_item("handle", handle)?;
     let loop_obj = handle_loop(py, handle)?;
     if let Ok(h) = handle.cast::<Handle>() {
@@ -274,7 +280,8 @@ impl Handle {
         if let Ok(timer) = slf.cast::<TimerHandle>() {
             let list = info.cast::<PyList>()?;
             let when = timer.get().when;
-            list.insert(1, format!("when={}", float_repr(py, when)?))?;
+            let pos = if slf.get().is_cancelled() { 2 } else { 1 };
+            list.insert(pos, format!("when={}", float_repr(py, when)?))?;
         }
         Ok(info)
     }
@@ -286,8 +293,7 @@ impl Handle {
         }
         let info = slf.call_method0(intern!(py, "_repr_info"))?;
         let parts: Vec<String> = info.extract()?;
-        let name = slf.get_type().name()?.to_string();
-        Ok(format!("<{} {}>", name, parts.join(" ")))
+        Ok(format!("<{}>", parts.join(" ")))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

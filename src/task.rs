@@ -17,7 +17,7 @@ use crate::future::{
     invalid_state, make_cancelled_error, resolve_loop, DoneCallback, FutState, Future, FutureCore,
 };
 use crate::gil_cell::GilCell;
-use crate::handles::is_fatal;
+use crate::handles::{exception_value, is_fatal};
 use crate::pyrefs::refs;
 
 static TASK_NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -366,7 +366,7 @@ fn handle_outcome(task: &Bound<'_, Task>, outcome: SendOutcome<'_>) -> PyResult<
             Ok(())
         }
         SendOutcome::Raise(err) => {
-            let value = err.value(py).clone().into_any();
+            let value = exception_value(py, &err);
             if is_cancelled_error(py, &value) {
                 let old = fut
                     .get()
@@ -567,7 +567,7 @@ pub fn task_wakeup(task: &Bound<'_, Task>, fut: &Bound<'_, PyAny>) -> PyResult<(
     match outcome {
         Ok(()) => task_step(task, None),
         Err(err) => {
-            let value = err.value(py).clone().into_any();
+            let value = exception_value(py, &err);
             task_step(task, Some(value))
         }
     }
@@ -658,14 +658,14 @@ impl Task {
     /// Tasks cannot be resolved from outside.
     fn set_result(&self, _result: &Bound<'_, PyAny>) -> PyResult<()> {
         Err(PyRuntimeError::new_err(
-            "Task does not support set_result() operation",
+            "Task does not support set_result operation",
         ))
     }
 
     /// Tasks cannot be resolved from outside.
     fn set_exception(&self, _exception: &Bound<'_, PyAny>) -> PyResult<()> {
         Err(PyRuntimeError::new_err(
-            "Task does not support set_exception() operation",
+            "Task does not support set_exception operation",
         ))
     }
 

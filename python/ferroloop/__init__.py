@@ -62,6 +62,8 @@ def run(
     **run_kwargs: Any,
 ) -> _T:
     """Run a coroutine on a new ferroloop loop, the way asyncio.run does."""
+    if _asyncio._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if _sys.version_info >= (3, 12):
         return _asyncio.run(main, debug=debug, loop_factory=new_event_loop, **run_kwargs)
     with _asyncio.Runner(debug=debug, loop_factory=new_event_loop, **run_kwargs) as runner:

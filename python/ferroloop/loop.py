@@ -29,6 +29,7 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
 
     def __init__(self) -> None:
         self._exception_handler = None
+        self._current_handle = None
         self._default_executor = None
         self._executor_shutdown_called = False
         self._asyncgens: weakref.WeakSet = weakref.WeakSet()
