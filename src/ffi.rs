@@ -108,7 +108,23 @@ pub fn install_finalizer(ty: &Bound<'_, pyo3::types::PyType>, slot: &'static Fin
         slot.orig_dealloc
             .get_or_init(|| (*tp).tp_dealloc.map(|f| f as usize).unwrap_or(0));
         (*tp).tp_finalize = Some(slot.finalize_fn);
+        // Python subclasses inherit tp_finalize only when both carry this flag.
+        (*tp).tp_flags |= ffi::Py_TPFLAGS_HAVE_FINALIZE;
         (*tp).tp_dealloc = Some(slot.dealloc_fn);
+    }
+}
+
+/// Give a Python subclass of a patched type the same finaliser (CPython does
+/// not inherit `tp_finalize` into heap subclasses here). A subclass that
+/// defines `__del__` already has a finaliser and is left alone.
+pub fn inherit_finalizer(ty: &Bound<'_, pyo3::types::PyType>, slot: &'static FinalizerSlot) {
+    let tp = ty.as_type_ptr();
+    // SAFETY: `tp` is a live, fully initialised type object (called from
+    // `__init_subclass__`), and we only fill an empty slot.
+    unsafe {
+        if (*tp).tp_finalize.is_none() {
+            (*tp).tp_finalize = Some(slot.finalize_fn);
+        }
     }
 }
 

@@ -511,6 +511,12 @@ impl Future {
     }
 
     #[classmethod]
+    #[pyo3(signature = (**_kwargs))]
+    fn __init_subclass__(cls: &Bound<'_, PyType>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+        crate::inherit_finalizer(cls)
+    }
+
+    #[classmethod]
     fn __class_getitem__<'py>(
         cls: &Bound<'py, PyType>,
         item: &Bound<'py, PyAny>,

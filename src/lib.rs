@@ -17,7 +17,7 @@ use crate::ffi::FinalizerSlot;
 
 macro_rules! finalizer_slot {
     ($name:ident, $finalizer:path) => {
-        static $name: FinalizerSlot = {
+        pub(crate) static $name: FinalizerSlot = {
             unsafe extern "C" fn finalize(obj: *mut pyo3::ffi::PyObject) {
                 // SAFETY: called by CPython as tp_finalize with the GIL held.
                 unsafe { ffi::run_finalizer(&$name, obj) }
@@ -38,6 +38,16 @@ macro_rules! finalizer_slot {
 
 finalizer_slot!(FUTURE_FINALIZER, future::finalize_future);
 finalizer_slot!(TASK_FINALIZER, task::finalize_task);
+
+/// Give a Python subclass of Future or Task its base's finaliser.
+pub(crate) fn inherit_finalizer(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    if cls.is_subclass_of::<task::Task>()? {
+        ffi::inherit_finalizer(cls, &TASK_FINALIZER);
+    } else {
+        ffi::inherit_finalizer(cls, &FUTURE_FINALIZER);
+    }
+    Ok(())
+}
 
 /// The native module.
 #[pymodule]
