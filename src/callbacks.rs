@@ -59,6 +59,12 @@ impl TaskWakeup {
         self.task.clone_ref(py)
     }
 
+    /// Named like the C accelerator's bound method, so reprs of futures print `Task.task_wakeup()`.
+    #[getter]
+    fn __qualname__(&self) -> &'static str {
+        "Task.task_wakeup"
+    }
+
     fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> bool {
         other
             .cast::<TaskWakeup>()
