@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mio::{Events, Poll, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
@@ -17,6 +17,7 @@ use crate::ffi;
 use crate::future::Future;
 use crate::gil_cell::GilCell;
 use crate::handles::{call_in_context, report_callback_error, run_handle, Handle, TimerHandle};
+use crate::io::{self, Direction, IoMap};
 use crate::pyrefs::{capture_source_traceback, refs};
 use crate::task::{task_step, task_wakeup, Task};
 use crate::timers::TimerHeap;
@@ -26,6 +27,9 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 /// The longest single poll; deadlines further away are reached in several polls.
 const MAX_POLL_SECS: f64 = 24.0 * 3600.0;
 
+/// What `_io_key` reports for a watched fd: (events mask, reader, writer).
+type IoKey = (u8, Option<Py<Handle>>, Option<Py<Handle>>);
+
 /// One unit of work in the ready queue.
 pub enum Ready {
     /// A handle from `call_soon`/`call_later` (skipped if cancelled).
@@ -34,6 +38,8 @@ pub enum Ready {
     Step(Py<Task>, Option<Py<PyAny>>),
     /// Wake a task whose awaited future is done.
     Wakeup(Py<Task>, Py<PyAny>),
+    /// A foreign handle (e.g. `asyncio.Handle` from signal handling): `handle._run()`.
+    PyHandle(Py<PyAny>),
     /// A future's done-callback: `cb(arg)` in `ctx`.
     Callback {
         /// The callable.
@@ -65,6 +71,8 @@ pub struct LoopState {
     pub task_factory: Option<Py<PyAny>>,
     /// Debug mode's slow-callback threshold, in seconds.
     pub slow_callback_duration: f64,
+    /// Readers and writers by fd.
+    pub io: IoMap,
 }
 
 /// The native part of `ferroloop.Loop`.
@@ -80,6 +88,7 @@ pub struct EventLoop {
     pub(crate) state: GilCell<LoopState>,
     poll: Mutex<Option<Poll>>,
     events: Mutex<Events>,
+    registry: Registry,
     waker: Waker,
     /// Set while the loop thread sleeps in `poll` (GIL released).
     sleeping: AtomicBool,
@@ -186,6 +195,7 @@ impl EventLoop {
         context: Option<&Bound<'_, PyAny>>,
         method: &str,
         check_thread: bool,
+        check_callback: bool,
     ) -> PyResult<Handle> {
         let py = slf.py();
         let this = slf.get();
@@ -201,7 +211,9 @@ impl EventLoop {
             if check_thread {
                 this.check_thread(py)?;
             }
-            Self::check_callback(py, callback, method)?;
+            if check_callback {
+                Self::check_callback(py, callback, method)?;
+            }
             source_traceback = capture_source_traceback(py, 0);
         }
         let ctx = match context {
@@ -231,7 +243,7 @@ impl EventLoop {
         method: &str,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
-        let handle = Self::make_handle(slf, callback, args, context, method, true)?;
+        let handle = Self::make_handle(slf, callback, args, context, method, true, true)?;
         let timer = TimerHandle::create(py, when, handle)?;
         slf.get()
             .state
@@ -246,13 +258,21 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         let mut garbage: Vec<Py<TimerHandle>> = Vec::new();
-        let timeout = {
+        let (timeout, has_io) = {
             let mut st = this.state.borrow_mut(py);
+            let st = &mut *st;
+            for fd in st.io.rearm.drain(..) {
+                if let Some(interest) = st.io.entries.get(&fd).and_then(|e| e.registered) {
+                    // An fd closed behind our back cannot be re-armed; its
+                    // callbacks stay registered, as with asyncio's selector.
+                    let _ = io::rearm(&this.registry, fd, interest);
+                }
+            }
             if st.timers.needs_compaction() {
                 garbage.extend(st.timers.compact(py));
             }
             let next = st.timers.next_deadline(py, &mut garbage);
-            if !st.ready.is_empty() || st.stopping {
+            let timeout = if !st.ready.is_empty() || st.stopping {
                 Some(Duration::ZERO)
             } else if let Some(when) = next {
                 let delay = when - ffi::monotonic();
@@ -265,11 +285,12 @@ impl EventLoop {
                 }
             } else {
                 None
-            }
+            };
+            (timeout, !st.io.entries.is_empty())
         };
         drop(garbage);
 
-        if timeout != Some(Duration::ZERO) {
+        if timeout != Some(Duration::ZERO) || has_io {
             this.sleeping.store(true, Ordering::Release);
             let res = py.detach(|| {
                 let mut poll = this.poll.lock();
@@ -284,6 +305,9 @@ impl EventLoop {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => py.check_signals()?,
                 Err(e) => return Err(os_error(e)),
+            }
+            if has_io {
+                Self::dispatch_io(py, this);
             }
         }
 
@@ -316,15 +340,144 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Queue the readers/writers of every fd the poll reported ready.
+    fn dispatch_io(py: Python<'_>, this: &EventLoop) {
+        let ready: Vec<(i32, bool, bool)> = {
+            let events = this.events.lock();
+            events
+                .iter()
+                .filter(|e| e.token() != WAKER_TOKEN)
+                .map(|e| {
+                    let err = e.is_error();
+                    (
+                        e.token().0 as i32,
+                        e.is_readable() || e.is_read_closed() || err,
+                        e.is_writable() || e.is_write_closed() || err,
+                    )
+                })
+                .collect()
+        };
+        if ready.is_empty() {
+            return;
+        }
+        let mut st = this.state.borrow_mut(py);
+        let st = &mut *st;
+        for (fd, readable, writable) in ready {
+            let Some(entry) = st.io.entries.get(&fd) else {
+                continue;
+            };
+            let mut dispatched = false;
+            if readable {
+                if let Some(r) = &entry.reader {
+                    st.ready.push_back(Ready::Handle(r.clone_ref(py)));
+                    dispatched = true;
+                }
+            }
+            if writable {
+                if let Some(w) = &entry.writer {
+                    st.ready.push_back(Ready::Handle(w.clone_ref(py)));
+                    dispatched = true;
+                }
+            }
+            if dispatched {
+                st.io.rearm.push(fd);
+            }
+        }
+    }
+
+    /// `_add_reader` / `_add_writer`: register `callback(*args)` for readiness of `fd`.
+    fn add_io(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        dir: Direction,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        io::check_fd_type(fd)?;
+        let fd = io::fileobj_to_fd(fd)?;
+        let handle = Py::new(
+            py,
+            Self::make_handle(slf, callback, args, None, "add_reader", false, false)?,
+        )?;
+        let old = {
+            let mut st = this.state.borrow_mut(py);
+            let entry = st.io.entries.entry(fd).or_default();
+            let old = match dir {
+                Direction::Read => entry.reader.replace(handle.clone_ref(py)),
+                Direction::Write => entry.writer.replace(handle.clone_ref(py)),
+            };
+            if let Err(e) = io::sync_registration(&this.registry, fd, entry) {
+                // Leave things as they were: the fd cannot be watched.
+                let failed = match dir {
+                    Direction::Read => std::mem::replace(&mut entry.reader, old),
+                    Direction::Write => std::mem::replace(&mut entry.writer, old),
+                };
+                if entry.reader.is_none() && entry.writer.is_none() && entry.registered.is_none() {
+                    st.io.entries.remove(&fd);
+                }
+                drop(st);
+                drop(failed);
+                return Err(os_error(e));
+            }
+            old
+        };
+        if let Some(old) = old {
+            old.bind(py).get().cancel_parts(py, old.bind(py).as_any());
+        }
+        Ok(handle)
+    }
+
+    /// `_remove_reader` / `_remove_writer`: True if a callback was removed.
+    fn remove_io(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, dir: Direction) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.state.borrow(py).closed {
+            return Ok(false);
+        }
+        let fd = io::fileobj_to_fd(fd)?;
+        let removed = {
+            let mut st = this.state.borrow_mut(py);
+            let Some(entry) = st.io.entries.get_mut(&fd) else {
+                return Ok(false);
+            };
+            let removed = match dir {
+                Direction::Read => entry.reader.take(),
+                Direction::Write => entry.writer.take(),
+            };
+            let res = io::sync_registration(&this.registry, fd, entry);
+            if entry.registered.is_none() {
+                st.io.entries.remove(&fd);
+            }
+            drop(st);
+            if let Err(e) = res {
+                drop(removed);
+                return Err(os_error(e));
+            }
+            removed
+        };
+        match removed {
+            Some(h) => {
+                h.bind(py).get().cancel_parts(py, h.bind(py).as_any());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     fn run_item_debug(slf: &Bound<'_, Self>, item: Ready) -> PyResult<()> {
         let py = slf.py();
         let description = match &item {
             Ready::Handle(h) => h.bind(py).str().map(|s| s.to_string()),
             Ready::Step(t, _) | Ready::Wakeup(t, _) => t.bind(py).repr().map(|s| s.to_string()),
             Ready::Callback { cb, .. } => cb.bind(py).repr().map(|s| s.to_string()),
+            Ready::PyHandle(h) => h.bind(py).str().map(|s| s.to_string()),
         };
         let current = match &item {
             Ready::Handle(h) => h.clone_ref(py).into_any(),
+            Ready::PyHandle(h) => h.clone_ref(py),
             _ => py.None(),
         };
         slf.setattr(intern!(py, "_current_handle"), current)?;
@@ -347,6 +500,14 @@ impl EventLoop {
         let py = slf.py();
         match item {
             Ready::Handle(h) => run_handle(py, h.bind(py)),
+            Ready::PyHandle(h) => {
+                let h = h.bind(py);
+                if h.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+                    return Ok(());
+                }
+                h.call_method0(intern!(py, "_run"))?;
+                Ok(())
+            }
             Ready::Step(task, exc) => {
                 let task = task.bind(py);
                 let ctx = task.get().context(py);
@@ -444,6 +605,7 @@ impl EventLoop {
     fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let poll = Poll::new().map_err(os_error)?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN).map_err(os_error)?;
+        let registry = poll.registry().try_clone().map_err(os_error)?;
         Ok(EventLoop {
             state: GilCell::new(LoopState {
                 ready: VecDeque::new(),
@@ -455,9 +617,11 @@ impl EventLoop {
                 thread_id: None,
                 task_factory: None,
                 slow_callback_duration: 0.1,
+                io: IoMap::default(),
             }),
             poll: Mutex::new(Some(poll)),
             events: Mutex::new(Events::with_capacity(1024)),
+            registry,
             waker,
             sleeping: AtomicBool::new(false),
         })
@@ -479,7 +643,7 @@ impl EventLoop {
         let py = slf.py();
         let handle = Py::new(
             py,
-            Self::make_handle(slf, callback, args, context, "call_soon", true)?,
+            Self::make_handle(slf, callback, args, context, "call_soon", true, true)?,
         )?;
         slf.get()
             .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
@@ -497,7 +661,15 @@ impl EventLoop {
         let py = slf.py();
         let handle = Py::new(
             py,
-            Self::make_handle(slf, callback, args, context, "call_soon_threadsafe", false)?,
+            Self::make_handle(
+                slf,
+                callback,
+                args,
+                context,
+                "call_soon_threadsafe",
+                false,
+                true,
+            )?,
         )?;
         slf.get()
             .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
@@ -699,6 +871,71 @@ impl EventLoop {
         }
     }
 
+    /// Call `callback(*args)` whenever `fd` is readable (no transport check).
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::add_io(slf, fd, callback, args, Direction::Read)
+    }
+
+    /// Stop watching `fd` for reading; True if a reader was registered.
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, Direction::Read)
+    }
+
+    /// Call `callback(*args)` whenever `fd` is writable (no transport check).
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(
+        slf: &Bound<'_, Self>,
+        fd: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+    ) -> PyResult<Py<Handle>> {
+        Self::add_io(slf, fd, callback, args, Direction::Write)
+    }
+
+    /// Stop watching `fd` for writing; True if a writer was registered.
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Self::remove_io(slf, fd, Direction::Write)
+    }
+
+    /// `(events_mask, reader, writer)` for a watched fd (1 = read, 2 = write), or None.
+    fn _io_key(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<IoKey>> {
+        let fd = io::fileobj_to_fd(fd)?;
+        let st = self.state.borrow(py);
+        Ok(st.io.entries.get(&fd).map(|e| {
+            let mask = u8::from(e.reader.is_some()) | (u8::from(e.writer.is_some()) << 1);
+            (
+                mask,
+                e.reader.as_ref().map(|h| h.clone_ref(py)),
+                e.writer.as_ref().map(|h| h.clone_ref(py)),
+            )
+        }))
+    }
+
+    /// Queue a ready handle (asyncio's `_add_callback`), skipping cancelled ones.
+    fn _add_callback(&self, py: Python<'_>, handle: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(h) = handle.cast::<Handle>() {
+            if !h.get().is_cancelled() {
+                self.push_ready(py, Ready::Handle(h.clone().unbind()))?;
+            }
+            return Ok(());
+        }
+        if !handle.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
+            self.push_ready(py, Ready::PyHandle(handle.clone().unbind()))?;
+        }
+        Ok(())
+    }
+
+    /// Wake the loop if it is sleeping in its poll (asyncio's `_write_to_self`).
+    fn _write_to_self(&self) {
+        let _ = self.waker.wake();
+    }
+
     /// Run one iteration of the loop.
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::run_once(slf)
@@ -732,11 +969,21 @@ impl EventLoop {
 
     /// Drop queued work and timers and release the poller (the Python side does the rest of `close`).
     fn _close_native(&self, py: Python<'_>) {
-        let (ready, timers) = {
+        let (ready, timers, fds) = {
             let mut st = self.state.borrow_mut(py);
             st.closed = true;
-            (std::mem::take(&mut st.ready), st.timers.clear())
+            st.io.rearm.clear();
+            (
+                std::mem::take(&mut st.ready),
+                st.timers.clear(),
+                std::mem::take(&mut st.io.entries),
+            )
         };
+        for (fd, mut entry) in fds {
+            entry.reader = None;
+            entry.writer = None;
+            let _ = io::sync_registration(&self.registry, fd, &mut entry);
+        }
         for t in &timers {
             t.get().mark_unscheduled();
         }
@@ -752,6 +999,7 @@ impl EventLoop {
             for item in &st.ready {
                 match item {
                     Ready::Handle(h) => visit.call(h)?,
+                    Ready::PyHandle(h) => visit.call(h)?,
                     Ready::Step(t, e) => {
                         visit.call(t)?;
                         visit.call(e)?;
@@ -769,6 +1017,10 @@ impl EventLoop {
             }
             for h in st.timers.handles() {
                 visit.call(h)?;
+            }
+            for e in st.io.entries.values() {
+                visit.call(&e.reader)?;
+                visit.call(&e.writer)?;
             }
         }
         Ok(())

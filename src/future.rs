@@ -512,7 +512,10 @@ impl Future {
 
     #[classmethod]
     #[pyo3(signature = (**_kwargs))]
-    fn __init_subclass__(cls: &Bound<'_, PyType>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<()> {
+    fn __init_subclass__(
+        cls: &Bound<'_, PyType>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
         crate::inherit_finalizer(cls)
     }
 

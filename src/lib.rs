@@ -7,6 +7,7 @@ mod ffi;
 mod future;
 mod gil_cell;
 mod handles;
+mod io;
 mod pyrefs;
 mod task;
 mod timers;

@@ -11,17 +11,74 @@ so the behaviour (messages, warnings, logging) is the stdlib's by construction.
 from __future__ import annotations
 
 import asyncio
+import selectors
 import sys
 import threading
 import time
 import weakref
-from asyncio import base_events, coroutines, events
+from asyncio import base_events, coroutines, events, selector_events, unix_events
 
 from ._ferroloop import EventLoop
 
 __all__ = ("Loop",)
 
 _Base = base_events.BaseEventLoop
+_Selector = selector_events.BaseSelectorEventLoop
+_Unix = unix_events._UnixSelectorEventLoop
+
+# Network, pipe, subprocess and signal methods of the stdlib's Unix loop that
+# only rely on the loop's public surface and on `_add_reader`/`_add_writer`/
+# `_remove_reader`/`_remove_writer`/`_add_callback` (native here). Borrowed as
+# plain functions: the protocol/transport semantics are then the stdlib's.
+_BORROWED = {
+    _Base: (
+        "create_connection", "_connect_sock", "_create_connection_transport",
+        "create_datagram_endpoint", "_ensure_resolved", "_create_server_getaddrinfo",
+        "create_server", "connect_accepted_socket", "sock_sendfile",
+        "_sock_sendfile_fallback", "_check_sendfile_params", "sendfile",
+        "_sendfile_fallback", "start_tls", "connect_read_pipe", "connect_write_pipe",
+        "subprocess_shell", "subprocess_exec", "_log_subprocess",
+    ),
+    _Selector: (
+        "_make_socket_transport", "_make_ssl_transport", "_make_datagram_transport",
+        "_make_self_pipe", "_close_self_pipe", "_read_from_self", "_start_serving",
+        "_accept_connection", "_accept_connection2", "_ensure_fd_no_transport",
+        "add_reader", "remove_reader", "add_writer", "remove_writer",
+        "sock_recv", "_sock_read_done", "_sock_recv", "sock_recv_into", "_sock_recv_into",
+        "sock_recvfrom", "_sock_recvfrom", "sock_recvfrom_into", "_sock_recvfrom_into",
+        "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
+        "sock_connect", "_sock_connect", "_sock_write_done", "_sock_connect_cb",
+        "sock_accept", "_sock_accept", "_sendfile_native", "_stop_serving",
+    ),
+    _Unix: (
+        "_process_self_data", "_handle_signal", "remove_signal_handler", "_check_signal",
+        "_make_read_pipe_transport", "_make_write_pipe_transport",
+        "_make_subprocess_transport", "_child_watcher_callback",
+        "create_unix_connection", "create_unix_server", "_sock_sendfile_native",
+        "_sock_sendfile_native_impl", "_sock_sendfile_update_filepos",
+        "_sock_add_cancellation_callback",
+    ),
+}
+
+
+class _SelectorView:
+    """The part of ``loop._selector`` asyncio's transports read (``get_key``), backed
+    by the native fd registrations."""
+
+    def __init__(self, loop: "Loop") -> None:
+        self._loop = weakref.ref(loop)
+
+    def get_key(self, fileobj):
+        loop = self._loop()
+        key = None if loop is None else loop._io_key(fileobj)
+        if key is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        mask, reader, writer = key
+        events_mask = (selectors.EVENT_READ if mask & 1 else 0) | (
+            selectors.EVENT_WRITE if mask & 2 else 0
+        )
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        return selectors.SelectorKey(fileobj, fd, events_mask, (reader, writer))
 
 
 class Loop(EventLoop, asyncio.AbstractEventLoop):
@@ -37,6 +94,11 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._clock_resolution = time.get_clock_info("monotonic").resolution
+        self._transports: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self._signal_handlers: dict = {}
+        self._internal_fds = 0
+        self._ssock = self._csock = None
+        self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
     # -- running and stopping -------------------------------------------------
@@ -70,12 +132,37 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
             return
         if self._debug:
             base_events.logger.debug("Close %r", self)
+        if self._ssock is not None:
+            self._close_self_pipe()
         self._close_native()
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
+        if not sys.is_finalizing():
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
+        elif self._signal_handlers:
+            self._signal_handlers.clear()
+
+    # -- signals ----------------------------------------------------------------
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run ``callback(*args)`` on the loop when signal ``sig`` arrives (main thread only)."""
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        if self._ssock is None:
+            # The wake-up socket pair exists only once signals are used, so a
+            # loop without them polls nothing but its own waker.
+            self._make_self_pipe()
+        return _Unix.add_signal_handler(self, sig, callback, *args)
+
+    def _add_callback_signalsafe(self, handle) -> None:
+        self._add_callback(handle)
+        self._write_to_self()
 
     def set_debug(self, enabled: bool) -> None:
         """Switch debug mode (slow-callback warnings, thread checks, tracebacks)."""
@@ -108,3 +195,10 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
     set_exception_handler = _Base.set_exception_handler
     default_exception_handler = _Base.default_exception_handler
     call_exception_handler = _Base.call_exception_handler
+
+
+for _source, _names in _BORROWED.items():
+    for _name in _names:
+        if hasattr(_source, _name) and _name not in Loop.__dict__:
+            setattr(Loop, _name, getattr(_source, _name))
+del _source, _names, _name
