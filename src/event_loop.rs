@@ -21,6 +21,7 @@ use crate::io::{self, Direction, IoMap};
 use crate::pyrefs::{capture_source_traceback, refs};
 use crate::task::{task_step, task_wakeup, Task};
 use crate::timers::TimerHeap;
+use crate::transport::StreamTransport;
 
 /// The token of the loop's waker in the poll registry.
 const WAKER_TOKEN: Token = Token(usize::MAX);
@@ -38,6 +39,8 @@ pub enum Ready {
     Step(Py<Task>, Option<Py<PyAny>>),
     /// Wake a task whose awaited future is done.
     Wakeup(Py<Task>, Py<PyAny>),
+    /// A native transport's fd is ready (readable, writable).
+    Transport(Py<StreamTransport>, bool, bool),
     /// A foreign handle (e.g. `asyncio.Handle` from signal handling): `handle._run()`.
     PyHandle(Py<PyAny>),
     /// A future's done-callback: `cb(arg)` in `ctx`.
@@ -95,7 +98,7 @@ pub struct EventLoop {
 }
 
 fn os_error(err: std::io::Error) -> PyErr {
-    PyErr::from(err)
+    crate::errors::from_io(err)
 }
 
 impl EventLoop {
@@ -366,6 +369,13 @@ impl EventLoop {
             let Some(entry) = st.io.entries.get(&fd) else {
                 continue;
             };
+            if let Some(t) = &entry.transport {
+                let r = readable && entry.transport_read;
+                let w = writable && entry.transport_write;
+                if r || w {
+                    st.ready.push_back(Ready::Transport(t.clone_ref(py), r, w));
+                }
+            }
             let mut dispatched = false;
             if readable {
                 if let Some(r) = &entry.reader {
@@ -385,6 +395,74 @@ impl EventLoop {
         }
     }
 
+    /// Register (or update) a native transport's interest in its fd.
+    pub fn set_transport_io(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        transport: &Bound<'_, StreamTransport>,
+        read: bool,
+        write: bool,
+    ) -> PyResult<()> {
+        let old = {
+            let mut st = self.state.borrow_mut(py);
+            if st.closed {
+                return Ok(());
+            }
+            let entry = st.io.entries.entry(fd).or_default();
+            let old = if entry
+                .transport
+                .as_ref()
+                .is_some_and(|t| t.bind(py).is(transport))
+            {
+                None
+            } else {
+                entry.transport.replace(transport.clone().unbind())
+            };
+            entry.transport_read = read;
+            entry.transport_write = write;
+            let res = io::sync_registration(&self.registry, fd, entry);
+            drop(st);
+            if let Err(e) = res {
+                drop(old);
+                return Err(os_error(e));
+            }
+            old
+        };
+        drop(old);
+        Ok(())
+    }
+
+    /// Drop a native transport's registration (its connection is lost).
+    pub fn detach_transport(&self, py: Python<'_>, fd: i32) -> PyResult<()> {
+        let old = {
+            let mut st = self.state.borrow_mut(py);
+            let Some(entry) = st.io.entries.get_mut(&fd) else {
+                return Ok(());
+            };
+            let old = entry.transport.take();
+            entry.transport_read = false;
+            entry.transport_write = false;
+            let res = io::sync_registration(&self.registry, fd, entry);
+            if entry.is_unused() {
+                st.io.entries.remove(&fd);
+            }
+            drop(st);
+            if let Err(e) = res {
+                drop(old);
+                return Err(os_error(e));
+            }
+            old
+        };
+        drop(old);
+        Ok(())
+    }
+
+    /// Re-arm `fd` before the next poll (it may still be ready).
+    pub fn request_rearm(&self, py: Python<'_>, fd: i32) {
+        self.state.borrow_mut(py).io.rearm.push(fd);
+    }
+
     /// `_add_reader` / `_add_writer`: register `callback(*args)` for readiness of `fd`.
     fn add_io(
         slf: &Bound<'_, Self>,
@@ -396,7 +474,6 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed(py)?;
-        io::check_fd_type(fd)?;
         let fd = io::fileobj_to_fd(fd)?;
         let handle = Py::new(
             py,
@@ -415,7 +492,7 @@ impl EventLoop {
                     Direction::Read => std::mem::replace(&mut entry.reader, old),
                     Direction::Write => std::mem::replace(&mut entry.writer, old),
                 };
-                if entry.reader.is_none() && entry.writer.is_none() && entry.registered.is_none() {
+                if entry.is_unused() {
                     st.io.entries.remove(&fd);
                 }
                 drop(st);
@@ -448,7 +525,7 @@ impl EventLoop {
                 Direction::Write => entry.writer.take(),
             };
             let res = io::sync_registration(&this.registry, fd, entry);
-            if entry.registered.is_none() {
+            if entry.is_unused() {
                 st.io.entries.remove(&fd);
             }
             drop(st);
@@ -474,6 +551,7 @@ impl EventLoop {
             Ready::Step(t, _) | Ready::Wakeup(t, _) => t.bind(py).repr().map(|s| s.to_string()),
             Ready::Callback { cb, .. } => cb.bind(py).repr().map(|s| s.to_string()),
             Ready::PyHandle(h) => h.bind(py).str().map(|s| s.to_string()),
+            Ready::Transport(t, _, _) => t.bind(py).repr().map(|s| s.to_string()),
         };
         let current = match &item {
             Ready::Handle(h) => h.clone_ref(py).into_any(),
@@ -500,6 +578,29 @@ impl EventLoop {
         let py = slf.py();
         match item {
             Ready::Handle(h) => run_handle(py, h.bind(py)),
+            Ready::Transport(t, readable, writable) => {
+                let t = t.bind(py);
+                let mut result = Ok(());
+                if readable {
+                    result = StreamTransport::read_ready(t);
+                }
+                if writable && result.is_ok() {
+                    result = StreamTransport::write_ready(t);
+                }
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(err) => {
+                        let name = if readable {
+                            "_read_ready"
+                        } else {
+                            "_write_ready"
+                        };
+                        let cb = t.getattr(name)?;
+                        let ctx = ffi::copy_current_context(py)?;
+                        Self::report_native_error(slf, err, &cb, None, &ctx)
+                    }
+                }
+            }
             Ready::PyHandle(h) => {
                 let h = h.bind(py);
                 if h.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
@@ -982,6 +1083,7 @@ impl EventLoop {
         for (fd, mut entry) in fds {
             entry.reader = None;
             entry.writer = None;
+            entry.transport = None;
             let _ = io::sync_registration(&self.registry, fd, &mut entry);
         }
         for t in &timers {
@@ -1000,6 +1102,7 @@ impl EventLoop {
                 match item {
                     Ready::Handle(h) => visit.call(h)?,
                     Ready::PyHandle(h) => visit.call(h)?,
+                    Ready::Transport(t, _, _) => visit.call(t)?,
                     Ready::Step(t, e) => {
                         visit.call(t)?;
                         visit.call(e)?;
@@ -1021,6 +1124,7 @@ impl EventLoop {
             for e in st.io.entries.values() {
                 visit.call(&e.reader)?;
                 visit.call(&e.writer)?;
+                visit.call(&e.transport)?;
             }
         }
         Ok(())

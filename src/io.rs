@@ -11,11 +11,12 @@ use std::os::fd::RawFd;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 
 use crate::handles::Handle;
+use crate::transport::StreamTransport;
 
 /// The reader and writer registered for one fd.
 #[derive(Default)]
@@ -24,18 +25,34 @@ pub struct FdEntry {
     pub reader: Option<Py<Handle>>,
     /// The writer callback, if any.
     pub writer: Option<Py<Handle>>,
+    /// A native transport owning the fd (dispatched without re-arming).
+    pub transport: Option<Py<StreamTransport>>,
+    /// The transport wants read readiness.
+    pub transport_read: bool,
+    /// The transport wants write readiness.
+    pub transport_write: bool,
     /// What the fd is registered for with epoll right now.
     pub registered: Option<Interest>,
 }
 
 impl FdEntry {
     fn wanted(&self) -> Option<Interest> {
-        match (self.reader.is_some(), self.writer.is_some()) {
+        let read = self.reader.is_some() || (self.transport.is_some() && self.transport_read);
+        let write = self.writer.is_some() || (self.transport.is_some() && self.transport_write);
+        match (read, write) {
             (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
             (true, false) => Some(Interest::READABLE),
             (false, true) => Some(Interest::WRITABLE),
             (false, false) => None,
         }
+    }
+
+    /// Whether nothing at all is registered for the fd any more.
+    pub fn is_unused(&self) -> bool {
+        self.reader.is_none()
+            && self.writer.is_none()
+            && self.transport.is_none()
+            && self.registered.is_none()
     }
 }
 
@@ -57,16 +74,21 @@ pub enum Direction {
     Write,
 }
 
-/// An fd from an int or an object with `fileno()`, as `selectors` accepts them.
+/// An fd from an int or an object with `fileno()`, with the errors `selectors`
+/// and epoll give (ValueError for bad objects and negative fds, OverflowError
+/// for ints that do not fit a C int).
 pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     let py = obj.py();
-    let fd: i64 = if obj.is_instance_of::<pyo3::types::PyInt>() {
-        obj.extract()?
+    let fd = if obj.is_instance_of::<pyo3::types::PyInt>() {
+        obj.clone()
     } else {
-        match obj
-            .call_method0(intern!(py, "fileno"))
-            .and_then(|f| f.extract::<i64>())
-        {
+        match obj.call_method0(intern!(py, "fileno")).and_then(|f| {
+            if f.is_instance_of::<pyo3::types::PyInt>() {
+                Ok(f)
+            } else {
+                Err(PyTypeError::new_err("fileno() must return an int"))
+            }
+        }) {
             Ok(fd) => fd,
             Err(_) => {
                 return Err(PyValueError::new_err(format!(
@@ -76,24 +98,15 @@ pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
             }
         }
     };
-    if fd < 0 {
+    let negative = fd.lt(0)?;
+    if negative {
         return Err(PyValueError::new_err(format!(
-            "Invalid file descriptor: {fd}"
+            "Invalid file descriptor: {}",
+            fd.repr()?
         )));
     }
-    RawFd::try_from(fd).map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))
-}
-
-/// Ensure the type of an fd argument is acceptable (ints and `fileno()` objects).
-pub fn check_fd_type(obj: &Bound<'_, PyAny>) -> PyResult<()> {
-    if obj.is_instance_of::<pyo3::types::PyInt>() || obj.hasattr(intern!(obj.py(), "fileno"))? {
-        Ok(())
-    } else {
-        Err(PyTypeError::new_err(format!(
-            "Invalid file object: {}",
-            obj.repr()?
-        )))
-    }
+    fd.extract::<i32>()
+        .map_err(|_| PyOverflowError::new_err("Python int too large to convert to C int"))
 }
 
 fn is_errno(err: &std::io::Error, code: i32) -> bool {

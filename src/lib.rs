@@ -2,6 +2,7 @@
 //! Future, Task and handles. The Python package wraps it as `ferroloop.Loop`.
 
 mod callbacks;
+mod errors;
 mod event_loop;
 mod ffi;
 mod future;
@@ -11,6 +12,7 @@ mod io;
 mod pyrefs;
 mod task;
 mod timers;
+mod transport;
 
 use pyo3::prelude::*;
 
@@ -63,6 +65,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<callbacks::TaskStep>()?;
     m.add_class::<callbacks::TaskWakeup>()?;
+    m.add_class::<transport::StreamTransport>()?;
     ffi::install_finalizer(&py.get_type::<future::Future>(), &FUTURE_FINALIZER);
     ffi::install_finalizer(&py.get_type::<task::Task>(), &TASK_FINALIZER);
     Ok(())

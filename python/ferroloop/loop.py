@@ -19,6 +19,7 @@ import weakref
 from asyncio import base_events, coroutines, events, selector_events, unix_events
 
 from ._ferroloop import EventLoop
+from .transports import SocketTransport, make_ssl_transport
 
 __all__ = ("Loop",)
 
@@ -40,7 +41,7 @@ _BORROWED = {
         "subprocess_shell", "subprocess_exec", "_log_subprocess",
     ),
     _Selector: (
-        "_make_socket_transport", "_make_ssl_transport", "_make_datagram_transport",
+        "_make_datagram_transport",
         "_make_self_pipe", "_close_self_pipe", "_read_from_self", "_start_serving",
         "_accept_connection", "_accept_connection2", "_ensure_fd_no_transport",
         "add_reader", "remove_reader", "add_writer", "remove_writer",
@@ -145,6 +146,13 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
                 self.remove_signal_handler(sig)
         elif self._signal_handlers:
             self._signal_handlers.clear()
+
+    # -- transports -------------------------------------------------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    _make_ssl_transport = make_ssl_transport
 
     # -- signals ----------------------------------------------------------------
 
