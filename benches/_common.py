@@ -1,4 +1,4 @@
-"""Shared machinery for ferroloop's benchmark families (``micro.py``, and later others).
+"""Shared machinery of ferroloop's benchmark families: ``micro.py``, ``net.py``, ``executor.py``.
 
 A benchmark family is a script that lists :class:`Workload` objects and hands them to
 :func:`main`.  :func:`main` does the rest:
@@ -20,7 +20,9 @@ and returns the number of operations it performed (an ``int``): the whole call i
 It raises if the work came out wrong; so does the runner if anything reached the loop's
 exception handler -- a broken loop gets an error cell, not a number.
 A workload that needs untimed set-up (a server to start, a pool to fill) instead returns
-``Measured(ops, seconds)`` with the time it measured itself.
+``Measured(ops, seconds)`` with the time it measured itself, and may attach ``info``: a
+small dict of extra figures (e.g. the CPU use of a load client) that is shown on the
+progress line and saved in the JSON for the best run.
 
 No number here is a pass/fail threshold: the benchmarks only report.
 """
@@ -63,6 +65,8 @@ class Measured:
 
     ops: int
     seconds: float
+    #: Extra figures about the run (JSON-serialisable), kept for the best run of a cell.
+    info: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +104,8 @@ def make_loop_factory(name: str) -> tuple[Callable[[], asyncio.AbstractEventLoop
 
 def _run_once(
     factory: Callable[[], asyncio.AbstractEventLoop], workload: Workload, n: int
-) -> tuple[int, float]:
-    """Run ``workload`` once on a new loop; return ``(ops, seconds)``."""
+) -> tuple[int, float, dict[str, Any] | None]:
+    """Run ``workload`` once on a new loop; return ``(ops, seconds, info)``."""
     loop = factory()
     errors: list[dict[str, Any]] = []
     # ``*args``: rloop 0.5 calls the handler with the context alone, not (loop, context).
@@ -122,8 +126,8 @@ def _run_once(
         what = f"{type(exc).__name__}: {exc}" if exc is not None else context.get("message")
         raise RuntimeError(f"{len(errors)} error(s) reached the loop's exception handler: {what}")
     if isinstance(result, Measured):
-        return result.ops, result.seconds
-    return int(result), elapsed
+        return result.ops, result.seconds, result.info
+    return int(result), elapsed, None
 
 
 def _worker(spec: dict[str, Any], workloads: dict[str, Workload]) -> dict[str, Any]:
@@ -137,24 +141,36 @@ def _worker(spec: dict[str, Any], workloads: dict[str, Workload]) -> dict[str, A
     out["version"] = version
     workload = workloads[spec["workload"]]
     times: list[float] = []
+    rates: list[float] = []
     ops = 0
+    best_rate = -1.0
+    best_seconds = math.inf
+    best_info: dict[str, Any] | None = None
     try:
         # Warm-up at a tenth of the size: imports, caches, first-call costs.
         _run_once(factory, workload, max(1, spec["n"] // 10))
         for _ in range(spec["repeat"]):
-            ops, seconds = _run_once(factory, workload, spec["n"])
+            run_ops, seconds, info = _run_once(factory, workload, spec["n"])
             times.append(seconds)
+            # Self-timed workloads may do a varying number of operations (a fixed-duration
+            # load test), so the best run is the one with the highest rate.
+            rate = run_ops / seconds if seconds > 0 else math.inf
+            rates.append(rate)
+            if rate > best_rate:
+                best_rate, best_seconds, ops, best_info = rate, seconds, run_ops, info
     except BaseException as exc:  # noqa: BLE001 - report anything, even SystemExit
         out["error"] = f"{type(exc).__name__}: {exc}"
         return out
-    best = min(times)
     out.update(
         ops=ops,
         times=times,
-        best_s=best,
+        rates=rates,
+        best_s=best_seconds,
         median_s=statistics.median(times),
-        ops_per_sec=ops / best if best > 0 else math.inf,
+        ops_per_sec=best_rate,
     )
+    if best_info is not None:
+        out["info"] = best_info
     return out
 
 
@@ -336,6 +352,8 @@ def main(
             results.setdefault(wl_name, {})[loop_name] = cell
             status = _cell_text(cell)
             detail = f" ({cell['best_s'] * 1e3:.0f} ms best)" if "best_s" in cell else ""
+            if cell.get("info"):
+                detail += " " + " ".join(f"{k}={v}" for k, v in cell["info"].items())
             print(f"  {wl_name:24} {loop_name:10} {status}{detail}", file=sys.stderr, flush=True)
 
     print()

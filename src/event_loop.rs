@@ -20,6 +20,7 @@ use crate::handles::{call_in_context, report_callback_error, run_handle, Handle,
 use crate::io::{self, Direction, IoMap};
 use crate::pyrefs::{capture_source_traceback, refs};
 use crate::task::{task_step, task_wakeup, Task};
+use crate::threadpool::ThreadPool;
 use crate::timers::TimerHeap;
 use crate::transport::StreamTransport;
 
@@ -39,8 +40,10 @@ pub enum Ready {
     Step(Py<Task>, Option<Py<PyAny>>),
     /// Wake a task whose awaited future is done.
     Wakeup(Py<Task>, Py<PyAny>),
-    /// A native transport's fd is ready (readable, writable).
-    Transport(Py<StreamTransport>, bool, bool),
+    /// A thread-pool call finished: resolve the future (unless it was cancelled).
+    Resolve(Py<Future>, Result<Py<PyAny>, Py<PyAny>>),
+    /// A native transport's fd is ready: (readable, writable, peer hung up or error).
+    Transport(Py<StreamTransport>, bool, bool, bool),
     /// A foreign handle (e.g. `asyncio.Handle` from signal handling): `handle._run()`.
     PyHandle(Py<PyAny>),
     /// A future's done-callback: `cb(arg)` in `ctx`.
@@ -93,6 +96,8 @@ pub struct EventLoop {
     events: Mutex<Events>,
     registry: Registry,
     waker: Waker,
+    /// The default executor's native thread pool, started on first use.
+    pool: Mutex<Option<std::sync::Arc<ThreadPool>>>,
     /// Set while the loop thread sleeps in `poll` (GIL released).
     sleeping: AtomicBool,
 }
@@ -345,7 +350,7 @@ impl EventLoop {
 
     /// Queue the readers/writers of every fd the poll reported ready.
     fn dispatch_io(py: Python<'_>, this: &EventLoop) {
-        let ready: Vec<(i32, bool, bool)> = {
+        let ready: Vec<(i32, bool, bool, bool)> = {
             let events = this.events.lock();
             events
                 .iter()
@@ -356,6 +361,7 @@ impl EventLoop {
                         e.token().0 as i32,
                         e.is_readable() || e.is_read_closed() || err,
                         e.is_writable() || e.is_write_closed() || err,
+                        e.is_read_closed() || err,
                     )
                 })
                 .collect()
@@ -365,7 +371,7 @@ impl EventLoop {
         }
         let mut st = this.state.borrow_mut(py);
         let st = &mut *st;
-        for (fd, readable, writable) in ready {
+        for (fd, readable, writable, hup) in ready {
             let Some(entry) = st.io.entries.get(&fd) else {
                 continue;
             };
@@ -373,7 +379,8 @@ impl EventLoop {
                 let r = readable && entry.transport_read;
                 let w = writable && entry.transport_write;
                 if r || w {
-                    st.ready.push_back(Ready::Transport(t.clone_ref(py), r, w));
+                    st.ready
+                        .push_back(Ready::Transport(t.clone_ref(py), r, w, hup));
                 }
             }
             let mut dispatched = false;
@@ -551,7 +558,8 @@ impl EventLoop {
             Ready::Step(t, _) | Ready::Wakeup(t, _) => t.bind(py).repr().map(|s| s.to_string()),
             Ready::Callback { cb, .. } => cb.bind(py).repr().map(|s| s.to_string()),
             Ready::PyHandle(h) => h.bind(py).str().map(|s| s.to_string()),
-            Ready::Transport(t, _, _) => t.bind(py).repr().map(|s| s.to_string()),
+            Ready::Transport(t, ..) => t.bind(py).repr().map(|s| s.to_string()),
+            Ready::Resolve(f, _) => f.bind(py).repr().map(|s| s.to_string()),
         };
         let current = match &item {
             Ready::Handle(h) => h.clone_ref(py).into_any(),
@@ -578,11 +586,29 @@ impl EventLoop {
         let py = slf.py();
         match item {
             Ready::Handle(h) => run_handle(py, h.bind(py)),
-            Ready::Transport(t, readable, writable) => {
+            Ready::Resolve(fut, outcome) => {
+                let fut = fut.bind(py);
+                if fut.get().state(py) != crate::future::FutState::Pending {
+                    return Ok(());
+                }
+                let result = match outcome {
+                    Ok(value) => crate::future::future_set_result(fut, value),
+                    Err(exc) => crate::future::future_set_exception(fut, exc.bind(py)),
+                };
+                match result {
+                    Ok(()) => Ok(()),
+                    Err(err) => {
+                        let cb = fut.getattr("set_result")?;
+                        let ctx = ffi::copy_current_context(py)?;
+                        Self::report_native_error(slf, err, &cb, None, &ctx)
+                    }
+                }
+            }
+            Ready::Transport(t, readable, writable, hup) => {
                 let t = t.bind(py);
                 let mut result = Ok(());
                 if readable {
-                    result = StreamTransport::read_ready(t);
+                    result = StreamTransport::read_ready(t, hup);
                 }
                 if writable && result.is_ok() {
                     result = StreamTransport::write_ready(t);
@@ -724,6 +750,7 @@ impl EventLoop {
             events: Mutex::new(Events::with_capacity(1024)),
             registry,
             waker,
+            pool: Mutex::new(None),
             sleeping: AtomicBool::new(false),
         })
     }
@@ -1032,6 +1059,42 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Run `func(*args)` on the native default executor; returns a Future.
+    fn _run_in_native_pool(
+        slf: &Bound<'_, Self>,
+        func: Py<PyAny>,
+        args: Py<PyTuple>,
+    ) -> PyResult<Py<Future>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        let future = Py::new(py, Future::bound_to(py, slf.as_any())?)?;
+        let pool = {
+            let mut guard = this.pool.lock();
+            std::sync::Arc::clone(guard.get_or_insert_with(ThreadPool::new))
+        };
+        pool.submit(func, args, future.clone_ref(py), slf.clone().unbind())?;
+        Ok(future)
+    }
+
+    /// Shut the native executor down; with `wait`, join its threads (GIL released).
+    fn _pool_shutdown(&self, py: Python<'_>, wait: bool) {
+        let pool = self.pool.lock().clone();
+        if let Some(pool) = pool {
+            pool.shutdown(py, wait);
+        }
+    }
+
+    /// Whether the native executor was ever used.
+    fn _pool_started(&self) -> bool {
+        self.pool.lock().is_some()
+    }
+
+    /// Number of live native executor threads.
+    fn _pool_threads(&self) -> usize {
+        self.pool.lock().as_ref().map_or(0, |p| p.threads())
+    }
+
     /// Wake the loop if it is sleeping in its poll (asyncio's `_write_to_self`).
     fn _write_to_self(&self) {
         let _ = self.waker.wake();
@@ -1102,7 +1165,13 @@ impl EventLoop {
                 match item {
                     Ready::Handle(h) => visit.call(h)?,
                     Ready::PyHandle(h) => visit.call(h)?,
-                    Ready::Transport(t, _, _) => visit.call(t)?,
+                    Ready::Transport(t, ..) => visit.call(t)?,
+                    Ready::Resolve(f, outcome) => {
+                        visit.call(f)?;
+                        match outcome {
+                            Ok(v) | Err(v) => visit.call(v)?,
+                        }
+                    }
                     Ready::Step(t, e) => {
                         visit.call(t)?;
                         visit.call(e)?;

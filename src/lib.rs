@@ -11,6 +11,7 @@ mod handles;
 mod io;
 mod pyrefs;
 mod task;
+mod threadpool;
 mod timers;
 mod transport;
 
@@ -66,6 +67,8 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<callbacks::TaskStep>()?;
     m.add_class::<callbacks::TaskWakeup>()?;
     m.add_class::<transport::StreamTransport>()?;
+    m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
+    m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;
     ffi::install_finalizer(&py.get_type::<future::Future>(), &FUTURE_FINALIZER);
     ffi::install_finalizer(&py.get_type::<task::Task>(), &TASK_FINALIZER);
     Ok(())

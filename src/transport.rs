@@ -108,9 +108,10 @@ fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResul
         let copy = buf.to_vec(data.py())?;
         return Ok(f(&copy));
     }
+    let name = data.get_type().name()?;
     Err(PyTypeError::new_err(format!(
-        "data argument must be a bytes-like object, not {:?}",
-        data.get_type().name()?.to_string()
+        "data argument must be a bytes-like object, not {}",
+        name.repr()?
     )))
 }
 
@@ -138,8 +139,19 @@ impl StreamTransport {
         Ok(())
     }
 
+    /// Ask the loop to re-arm the fd (edge-triggered: it may still be readable).
+    fn rearm_if_reading(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let st = slf.get().state.borrow(py);
+        if let (Some(l), true) = (&st.loop_, st.want_read) {
+            l.get().request_rearm(py, st.fd);
+        }
+    }
+
     /// The fd is readable: one `recv`, then `data_received` (or EOF handling).
-    pub fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// `hup` says the poll saw the peer's EOF (or an error), which a short read
+    /// does not consume: the fd is then re-armed to be read again.
+    pub fn read_ready(slf: &Bound<'_, Self>, hup: bool) -> PyResult<()> {
         let py = slf.py();
         let (fd, buffered, cb) = {
             let st = slf.get().state.borrow(py);
@@ -153,9 +165,12 @@ impl StreamTransport {
             )
         };
         if buffered {
-            return slf
-                .call_method0(intern!(py, "_read_ready__get_buffer"))
-                .map(drop);
+            // The protocol's buffer may be smaller than what is waiting.
+            let more = slf.call_method0(intern!(py, "_read_ready__get_buffer"))?;
+            if hup || more.is_truthy()? {
+                Self::rearm_if_reading(slf);
+            }
+            return Ok(());
         }
         let received = {
             let mut buf = READ_BUF.borrow_mut(py);
@@ -195,12 +210,10 @@ impl StreamTransport {
                 "Fatal error: protocol.data_received() call failed.",
             );
         }
-        if full {
-            // More may be waiting and an edge-triggered poll will not say so again.
-            let st = slf.get().state.borrow(py);
-            if let (Some(l), true) = (&st.loop_, st.want_read) {
-                l.get().request_rearm(py, st.fd);
-            }
+        if full || hup {
+            // More data (or the EOF) may be waiting and an edge-triggered poll
+            // will not report it again.
+            Self::rearm_if_reading(slf);
         }
         Ok(())
     }
@@ -604,7 +617,7 @@ impl StreamTransport {
     }
 
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::read_ready(slf)
+        Self::read_ready(slf, true)
     }
 
     fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {

@@ -11,14 +11,16 @@ so the behaviour (messages, warnings, logging) is the stdlib's by construction.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
 import selectors
 import sys
 import threading
 import time
 import weakref
-from asyncio import base_events, coroutines, events, selector_events, unix_events
+from asyncio import base_events, coroutines, events, futures, selector_events, unix_events
 
-from ._ferroloop import EventLoop
+from ._ferroloop import EventLoop, _after_fork_child, _shutdown_all_pools
 from .transports import SocketTransport, make_ssl_transport
 
 __all__ = ("Loop",)
@@ -136,6 +138,7 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         if self._ssock is not None:
             self._close_self_pipe()
         self._close_native()
+        self._pool_shutdown(False)
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
@@ -146,6 +149,59 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
                 self.remove_signal_handler(sig)
         elif self._signal_handlers:
             self._signal_handlers.clear()
+
+    # -- executor -----------------------------------------------------------------
+
+    def run_in_executor(self, executor, func, *args):
+        """Run ``func(*args)`` in ``executor`` (default: ferroloop's native thread pool)."""
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, "run_in_executor")
+        if executor is None:
+            executor = self._default_executor
+            self._check_default_executor()
+            if executor is None:
+                return self._run_in_native_pool(func, args)
+        return futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    async def shutdown_default_executor(self, timeout=None):
+        """Wait for the default executor's calls to finish and join its threads."""
+        self._executor_shutdown_called = True
+        if self._default_executor is not None:
+            if sys.version_info >= (3, 12):
+                await _Base.shutdown_default_executor(self, timeout)
+            else:
+                await _Base.shutdown_default_executor(self)
+        if not self._pool_started():
+            return
+        future = self.create_future()
+        thread = threading.Thread(target=self._join_native_pool, args=(future,))
+        thread.start()
+        try:
+            if timeout is None:
+                await future
+            else:
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            import warnings
+
+            warnings.warn(
+                "The executor did not finishing joining "
+                f"its threads within {timeout} seconds.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            thread.join()
+
+    def _join_native_pool(self, future) -> None:
+        try:
+            self._pool_shutdown(True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(futures._set_result_unless_cancelled, future, None)
+        except Exception as ex:
+            if not self.is_closed() and not future.cancelled():
+                self.call_soon_threadsafe(future.set_exception, ex)
 
     # -- transports -------------------------------------------------------------
 
@@ -190,11 +246,9 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
     _set_coroutine_origin_tracking = _Base._set_coroutine_origin_tracking
     run_until_complete = _Base.run_until_complete
     shutdown_asyncgens = _Base.shutdown_asyncgens
+    _do_shutdown = _Base._do_shutdown
     _asyncgen_finalizer_hook = _Base._asyncgen_finalizer_hook
     _asyncgen_firstiter_hook = _Base._asyncgen_firstiter_hook
-    shutdown_default_executor = _Base.shutdown_default_executor
-    _do_shutdown = _Base._do_shutdown
-    run_in_executor = _Base.run_in_executor
     set_default_executor = _Base.set_default_executor
     _getaddrinfo_debug = _Base._getaddrinfo_debug
     getaddrinfo = _Base.getaddrinfo
@@ -204,6 +258,10 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
     default_exception_handler = _Base.default_exception_handler
     call_exception_handler = _Base.call_exception_handler
 
+
+# Worker threads must not outlive the interpreter, nor be assumed alive after fork.
+atexit.register(_shutdown_all_pools)
+os.register_at_fork(after_in_child=_after_fork_child)
 
 for _source, _names in _BORROWED.items():
     for _name in _names:

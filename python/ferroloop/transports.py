@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import warnings
-from asyncio import base_events, constants, futures, protocols, sslproto, trsock
+from asyncio import base_events, constants, futures, protocols, sslproto, transports, trsock
 from asyncio.log import logger
 
 from ._ferroloop import StreamTransport
@@ -14,8 +14,23 @@ from ._ferroloop import StreamTransport
 __all__ = ("SocketTransport", "make_ssl_transport")
 
 
+class _SocketTransportClass(transports._FlowControlMixin, transports.Transport):
+    """What ``transport.__class__`` reports, so that ``isinstance(transport,
+    asyncio.Transport)`` (and the stdlib's ``_FlowControlMixin`` check in the
+    sendfile fallback) holds although the native base class cannot inherit from
+    asyncio's Python classes (their ``__slots__`` clash with the native layout).
+    Never instantiated."""
+
+    __slots__ = ()
+
+
 class SocketTransport(StreamTransport):
     """A TCP or Unix stream transport driven natively by the loop."""
+
+    @property
+    def __class__(self):  # noqa: D105 - see _SocketTransportClass
+        cls = type(self)
+        return _SocketTransportClass if cls is SocketTransport else cls
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
@@ -176,9 +191,9 @@ class SocketTransport(StreamTransport):
         else:
             self.close()
 
-    def _read_ready__get_buffer(self) -> None:
+    def _read_ready__get_buffer(self) -> bool:
         if self._conn_lost:
-            return
+            return False
         try:
             buf = self._protocol.get_buffer(-1)
             if not len(buf):
@@ -187,25 +202,28 @@ class SocketTransport(StreamTransport):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-            return
+            return False
         try:
             nbytes = self._sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal read error on socket transport")
-            return
+            return False
         if not nbytes:
             self._read_ready__on_eof()
-            return
+            return False
         try:
             self._protocol.buffer_updated(nbytes)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+            return False
+        # A full buffer means more may be waiting: the native side re-arms the fd.
+        return nbytes == len(buf)
 
     def _make_empty_waiter(self):
         if self._empty_waiter is not None:
@@ -257,3 +275,7 @@ def make_ssl_transport(
     )
     SocketTransport(loop, rawsock, ssl_protocol, extra=extra, server=server)
     return ssl_protocol._app_transport
+
+
+_SocketTransportClass.__name__ = _SocketTransportClass.__qualname__ = "SocketTransport"
+_SocketTransportClass.__module__ = SocketTransport.__module__

@@ -124,12 +124,16 @@ def _stderr_diagnosis(stderr: str) -> tuple[str, str]:
     for block in blocks:
         if any("unittest" in entry or "ferro_conformance" in entry for entry in block):
             frame = next((entry for entry in block if "unittest" not in entry), block[0])
+            # faulthandler lists the innermost frame first; also name the test's own line.
+            in_test = next((entry for entry in block if "test_asyncio" in entry), "")
+            if in_test and in_test != frame:
+                frame = f"{frame} (from {in_test})"
             break
     if not headline:
         tail = [line for line in lines if line.strip()]
         headline = tail[-1].strip() if tail else "worker died without a message"
     summary = f"{headline} at {frame}" if frame else headline
-    return kind, summary[:300]
+    return kind, summary[:400]
 
 
 class ColumnRunner:

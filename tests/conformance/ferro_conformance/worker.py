@@ -3,7 +3,7 @@ r"""Run one conformance suite against one backend and stream per-test outcomes.
 Usage (the orchestrator starts it; ``tests/conformance`` must be on ``PYTHONPATH``)::
 
     python -m ferro_conformance.worker --suite test_futures --backend ferroloop \\
-        --out events.jsonl [--only keys.txt] [--test-timeout 30]
+        --out events.jsonl [--only keys.txt] [--test-timeout 10]
 
 ``--out`` receives one JSON object per line, flushed as soon as it is known:
 
@@ -269,7 +269,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--test-timeout",
         type=float,
-        default=30.0,
+        default=10.0,
         help="seconds before a single test is declared hung (0: never)",
     )
     return parser.parse_args(argv)

@@ -1,12 +1,14 @@
-"""test_events: event-loop tests that need no sockets, pipes, subprocesses or signals.
+"""test_events: the stdlib's event-loop tests, on backend loops.
 
-The classes below cover all of test_events that can concern the backend; which of
-their tests actually run is decided by ``EVENTS_SELECTION`` in
-:mod:`ferro_conformance.suites`.
+Which of the tests below run is decided by :mod:`ferro_conformance.suites` (everything
+but ``DEFERRED_TESTS["test_events"]``).
 
-* ``FerroEventLoopTests`` is ``EventLoopTestsMixin`` with ``create_event_loop()``
-  returning a backend loop (the stdlib's ``UnixEventLoopTestsMixin`` is not used: its
-  ``setUp`` attaches a ``SafeChildWatcher``, i.e. a SIGCHLD handler).
+* ``FerroEventLoopTests`` is built like the stdlib's ``EPollEventLoopTests``:
+  ``UnixEventLoopTestsMixin`` (``EventLoopTestsMixin`` plus a ``SafeChildWatcher``, i.e.
+  a SIGCHLD handler, attached to the loop) and ``SubprocessTestsMixin``, with
+  ``create_event_loop()`` returning a backend loop.  So it covers the loop's TCP, UDP
+  and Unix sockets, fd readers/writers, pipes, ptys, subprocesses, signals, SSL and
+  sendfile tests.
 * ``FerroHandleTests``/``FerroTimerTests`` run ``HandleTests``/``TimerTests`` with
   ``asyncio.Handle``/``asyncio.TimerHandle`` patched to the backend's classes.
 * ``FerroPolicyTests`` runs ``PolicyTests`` with ``asyncio.DefaultEventLoopPolicy``
@@ -30,8 +32,10 @@ from ferro_conformance.adapters import InertChildWatcher, PatchMixin
 B = backend.active()
 
 
-class FerroEventLoopTests(std.EventLoopTestsMixin, test_utils.TestCase):
-    """The generic event-loop tests on a backend loop."""
+class FerroEventLoopTests(
+    std.UnixEventLoopTestsMixin, std.SubprocessTestsMixin, test_utils.TestCase
+):
+    """The Unix event-loop and subprocess tests on a backend loop."""
 
     def create_event_loop(self):
         return B.new_event_loop()

@@ -1,0 +1,601 @@
+"""Network benchmarks: TCP echo over 127.0.0.1 and a small HTTP/1.1 server under load.
+
+Run ``python benches/net.py`` to compare ferroloop with the stdlib asyncio loop, uvloop
+and rloop; the options are those of every family (``--help``, ``--loops``, ``--workloads``,
+``--quick``, ``--json PATH``, ...; see ``_common.py``).
+
+Echo workloads (``sock_echo_1k``, ``streams_echo_*``, ``protocol_echo_*``): the echo
+server **and** its clients run on the loop under test, in one process, over real TCP
+sockets on 127.0.0.1 (``TCP_NODELAY`` on both ends).  ``CONNECTIONS`` clients each do
+ping-pong -- send one message, wait until all of it has come back, send the next -- so
+every byte crosses the loop twice per direction and nothing but the loop (and the kernel's
+loopback) is measured.  One operation is one message's round trip.  Connecting and closing
+are not timed.
+
+``http_hello``: a minimal HTTP/1.1 keep-alive server (an ``asyncio.Protocol`` that splits
+requests on ``\\r\\n\\r\\n`` and answers each with a fixed ``Hello, World!`` response) runs
+on the loop under test; the load comes from a separate process that is the same for every
+loop: ``wrk`` (``HTTP_CONNECTIONS`` connections, ``WRK_THREADS`` thread, ``n`` seconds) if it
+is on ``PATH``, else this script's own load client (``--_http-client``: one process, plain
+non-blocking sockets and ``selectors``, no event loop).  Set ``FERROLOOP_BENCH_HTTP_CLIENT``
+to ``wrk`` or ``python`` to force one.  One operation is one request; the figure is
+requests per second as counted by the load client.  Each cell also reports the CPU use of
+the load client and of the server process over the run (``client_cpu``/``server_cpu``, in
+per cent of one CPU): a server near 100% with a client well below it means the server --
+the loop -- is the bottleneck, not the load client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from _common import Measured, Workload, main  # the script's own folder is first on sys.path
+
+HOST = "127.0.0.1"
+#: Concurrent client connections of the echo workloads.
+CONNECTIONS = 8
+#: Load of ``http_hello``: concurrent keep-alive connections, and wrk's thread count.
+HTTP_CONNECTIONS = 50
+WRK_THREADS = 1
+#: Load-client CPU use (fraction of one CPU) from which an ``http_*`` cell is flagged as
+#: limited by the load client (``bound=load-client``) rather than by the server.
+CLIENT_BOUND = 0.9
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+# wrk's Lua hook: print the raw counts (requests, duration in us, errors) in one line.
+WRK_SCRIPT = """\
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("@@WRK@@ %d %d %d %d %d %d %d\\n", summary.requests,
+    summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def _nodelay(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _message(size: int) -> bytes:
+    return bytes(i & 0xFF for i in range(size))
+
+
+class _Countdown:
+    """A future that resolves once ``count()`` has been called ``n`` times."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
+        self.left = n
+        self.done = loop.create_future()
+        if n <= 0:
+            self.done.set_result(None)
+
+    def count(self) -> None:
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
+async def _server_side_closed(
+    closed: _Countdown, transports: list[asyncio.BaseTransport]
+) -> dict[str, str] | None:
+    """Wait for the server side of every echo connection to see its client's close.
+
+    rloop 0.5 does not close a client's socket on ``transport.close()``, so its server
+    never sees EOF: then the server transports are aborted (teardown is not timed) and the
+    cell carries a note instead of failing.
+    """
+    await asyncio.wait([closed.done], timeout=1.0)
+    if closed.done.done():
+        return None
+    for transport in transports:
+        if not transport.is_closing():
+            transport.abort()
+    await asyncio.wait_for(closed.done, 5)
+    return {"note": "server saw no EOF after the client's close(); aborted"}
+
+
+# --------------------------------------------------------------------------- sock_* echo
+
+
+def _sock_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
+    """``CONNECTIONS`` clients ping-pong ``size``-byte messages through ``loop.sock_*``."""
+    per_conn = max(1, n // CONNECTIONS)
+    msg = _message(size)
+
+    async def serve(conn: socket.socket) -> None:
+        with conn:
+            while data := await loop.sock_recv(conn, 65536):
+                await loop.sock_sendall(conn, data)
+
+    async def client(sock: socket.socket) -> None:
+        for _ in range(per_conn):
+            await loop.sock_sendall(sock, msg)
+            got = 0
+            while got < size:
+                data = await loop.sock_recv(sock, 65536)
+                if not data:
+                    raise ConnectionError("echo server closed the connection")
+                got += len(data)
+            if got != size:
+                raise AssertionError(f"echoed {got} bytes, sent {size}")
+
+    async def main_coro() -> float:
+        with socket.create_server((HOST, 0), backlog=CONNECTIONS) as listener:
+            listener.setblocking(False)
+            clients = []
+            servers = []
+            for _ in range(CONNECTIONS):
+                sock = socket.socket()
+                sock.setblocking(False)
+                _nodelay(sock)
+                await loop.sock_connect(sock, listener.getsockname())
+                conn, _ = await loop.sock_accept(listener)
+                conn.setblocking(False)
+                _nodelay(conn)
+                clients.append(sock)
+                servers.append(loop.create_task(serve(conn)))
+            start = time.perf_counter()
+            await asyncio.gather(*(client(sock) for sock in clients))
+            elapsed = time.perf_counter() - start
+            for sock in clients:
+                sock.close()
+            await asyncio.gather(*servers)
+            return elapsed
+
+    elapsed = loop.run_until_complete(main_coro())
+    return Measured(per_conn * CONNECTIONS, elapsed)
+
+
+def sock_echo_1k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """1 KiB round trips via ``sock_recv``/``sock_sendall`` (server and clients in the loop)."""
+    return _sock_echo(loop, n, 1024)
+
+
+# --------------------------------------------------------------------------- streams echo
+
+
+def _streams_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
+    """``CONNECTIONS`` stream clients ping-pong ``size``-byte messages with a stream server."""
+    per_conn = max(1, n // CONNECTIONS)
+    msg = _message(size)
+    handlers = _Countdown(loop, CONNECTIONS)
+    server_transports: list[asyncio.BaseTransport] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server_transports.append(writer.transport)
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        except ConnectionError:
+            pass  # aborted by _server_side_closed
+        finally:
+            handlers.count()
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(per_conn):
+            writer.write(msg)
+            await writer.drain()
+            data = await reader.readexactly(size)
+            if len(data) != size:
+                raise AssertionError(f"echoed {len(data)} bytes, sent {size}")
+
+    async def main_coro() -> tuple[float, dict[str, str] | None]:
+        server = await asyncio.start_server(handle, HOST, 0, backlog=CONNECTIONS)
+        port = server.sockets[0].getsockname()[1]
+        conns = [await asyncio.open_connection(HOST, port) for _ in range(CONNECTIONS)]
+        start = time.perf_counter()
+        await asyncio.gather(*(client(r, w) for r, w in conns))
+        elapsed = time.perf_counter() - start
+        for _, writer in conns:
+            writer.close()
+        for _, writer in conns:
+            await writer.wait_closed()
+        note = await _server_side_closed(handlers, server_transports)
+        server.close()
+        await server.wait_closed()
+        return elapsed, note
+
+    elapsed, note = loop.run_until_complete(main_coro())
+    return Measured(per_conn * CONNECTIONS, elapsed, note)
+
+
+def streams_echo_1k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """1 KiB round trips: ``open_connection`` clients, ``start_server`` echo handler."""
+    return _streams_echo(loop, n, 1024)
+
+
+def streams_echo_64k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """64 KiB round trips: ``open_connection`` clients, ``start_server`` echo handler."""
+    return _streams_echo(loop, n, 65536)
+
+
+# --------------------------------------------------------------------------- protocol echo
+
+
+class _EchoServerProtocol(asyncio.Protocol):
+    def __init__(self, closed: _Countdown, transports: list[asyncio.BaseTransport]) -> None:
+        self.closed = closed
+        self.transports = transports
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transports.append(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.count()
+
+
+class _EchoClientProtocol(asyncio.Protocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop, msg: bytes, rounds: int) -> None:
+        self.msg = msg
+        self.size = len(msg)
+        self.rounds = rounds
+        self.received = 0
+        self.count = 0
+        self.transport: asyncio.Transport | None = None
+        self.finished = loop.create_future()
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def start(self) -> None:
+        self.transport.write(self.msg)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received < self.size:
+            return
+        if self.received > self.size:
+            raise AssertionError(f"echoed {self.received} bytes, sent {self.size}")
+        self.received = 0
+        self.count += 1
+        if self.count < self.rounds:
+            self.transport.write(self.msg)  # type: ignore[union-attr]
+        elif not self.finished.done():
+            self.finished.set_result(self.count)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(ConnectionError(f"connection lost early: {exc!r}"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+def _protocol_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
+    """``CONNECTIONS`` Protocol clients ping-pong ``size``-byte messages, callbacks only."""
+    per_conn = max(1, n // CONNECTIONS)
+    msg = _message(size)
+    server_closed = _Countdown(loop, CONNECTIONS)
+    server_transports: list[asyncio.BaseTransport] = []
+
+    async def main_coro() -> tuple[float, dict[str, str] | None]:
+        server = await loop.create_server(
+            lambda: _EchoServerProtocol(server_closed, server_transports),
+            HOST,
+            0,
+            backlog=CONNECTIONS,
+        )
+        port = server.sockets[0].getsockname()[1]
+        protocols: list[_EchoClientProtocol] = []
+        for _ in range(CONNECTIONS):
+            _, proto = await loop.create_connection(
+                lambda: _EchoClientProtocol(loop, msg, per_conn), HOST, port
+            )
+            protocols.append(proto)
+        start = time.perf_counter()
+        for proto in protocols:
+            proto.start()
+        await asyncio.gather(*(proto.finished for proto in protocols))
+        elapsed = time.perf_counter() - start
+        for proto in protocols:
+            proto.transport.close()  # type: ignore[union-attr]
+        await asyncio.gather(*(proto.lost for proto in protocols))
+        note = await _server_side_closed(server_closed, server_transports)
+        server.close()
+        await server.wait_closed()
+        return elapsed, note
+
+    elapsed, note = loop.run_until_complete(main_coro())
+    return Measured(per_conn * CONNECTIONS, elapsed, note)
+
+
+def protocol_echo_1k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """1 KiB round trips: ``asyncio.Protocol`` server and clients (``create_server``)."""
+    return _protocol_echo(loop, n, 1024)
+
+
+def protocol_echo_64k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """64 KiB round trips: ``asyncio.Protocol`` server and clients (``create_server``)."""
+    return _protocol_echo(loop, n, 65536)
+
+
+# --------------------------------------------------------------------------- HTTP server
+
+
+class _HttpProtocol(asyncio.Protocol):
+    """HTTP/1.1 keep-alive: every request (ending in a blank line) gets ``RESPONSE``."""
+
+    def __init__(self, state: dict[str, int], open_transports: set) -> None:
+        self.state = state
+        self.open_transports = open_transports
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.open_transports.add(transport)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        count = buffer.count(b"\r\n\r\n")
+        if count:
+            self.transport.write(RESPONSE * count)  # type: ignore[union-attr]
+            self.state["served"] += count
+            buffer = buffer[buffer.rindex(b"\r\n\r\n") + 4 :]
+        if len(buffer) > 65536:
+            raise ValueError("request head larger than 64 KiB")
+        self.buffer = buffer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open_transports.discard(self.transport)
+
+
+def http_client_kind() -> str:
+    """The load client ``http_hello`` uses: ``wrk`` or ``python``."""
+    choice = os.environ.get("FERROLOOP_BENCH_HTTP_CLIENT", "auto")
+    if choice not in ("auto", "wrk", "python"):
+        raise SystemExit(f"FERROLOOP_BENCH_HTTP_CLIENT={choice!r}: use auto, wrk or python")
+    if choice == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    return choice
+
+
+def _run_load_client(port: int, seconds: int) -> dict[str, float]:
+    """Run the load client process to completion; return its counts and CPU seconds."""
+    url = f"http://{HOST}:{port}/"
+    with tempfile.TemporaryDirectory(prefix="ferroloop-bench-") as tmp:
+        if http_client_kind() == "wrk":
+            script = os.path.join(tmp, "report.lua")
+            with open(script, "w", encoding="utf-8") as fh:
+                fh.write(WRK_SCRIPT)
+            cmd = [
+                "wrk", f"-t{WRK_THREADS}", f"-c{HTTP_CONNECTIONS}", f"-d{seconds}s",
+                "--timeout", "5s", "-s", script, url,
+            ]  # fmt: skip
+        else:
+            cmd = [
+                sys.executable, os.path.abspath(__file__), "--_http-client",
+                str(port), str(HTTP_CONNECTIONS), str(seconds),
+            ]  # fmt: skip
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=seconds + 30, check=False
+        )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@WRK@@ "):
+            requests, duration_us, *errors = (int(x) for x in line.split()[1:])
+            if any(errors):
+                names = ("connect", "read", "write", "status", "timeout")
+                raise RuntimeError(f"wrk errors: {dict(zip(names, errors, strict=True))}")
+            return {"requests": requests, "seconds": duration_us / 1e6, "client_cpu_s": cpu}
+        if line.startswith("@@HTTP-CLIENT@@ "):
+            doc = json.loads(line.split(" ", 1)[1])
+            if doc["errors"]:
+                raise RuntimeError(f"load client errors: {doc['errors']}")
+            return {"requests": doc["requests"], "seconds": doc["seconds"], "client_cpu_s": cpu}
+    raise RuntimeError(
+        f"load client {cmd[0]!r} exited with {proc.returncode}: {proc.stderr.strip()[-500:]}"
+    )
+
+
+def _http_load(loop: asyncio.AbstractEventLoop, n: int) -> tuple[int, float, float, float]:
+    """Serve HTTP on ``loop`` under the load client for ``n`` seconds.
+
+    Return ``(requests, seconds, client_cpu_s, server_cpu_s)``: the requests and the
+    duration counted by the load client, and the CPU time of each side over the load.
+    """
+    state = {"served": 0}
+    open_transports: set = set()
+    result: dict[str, object] = {}
+
+    async def main_coro() -> None:
+        server = await loop.create_server(
+            lambda: _HttpProtocol(state, open_transports), HOST, 0, backlog=1024
+        )
+        port = server.sockets[0].getsockname()[1]
+        finished = loop.create_future()
+
+        def drive() -> None:
+            # A plain thread (not the loop's subprocess support, which is under test
+            # elsewhere) waits for the load client; it holds no GIL while waiting.
+            try:
+                result["value"] = _run_load_client(port, n)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop below
+                result["error"] = exc
+            loop.call_soon_threadsafe(finished.set_result, None)
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        thread = threading.Thread(target=drive, name="load-client")
+        thread.start()
+        await finished
+        thread.join()
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        result["server_cpu_s"] = (after.ru_utime - usage.ru_utime) + (
+            after.ru_stime - usage.ru_stime
+        )
+        server.close()
+        for transport in list(open_transports):
+            transport.abort()
+        for _ in range(10):
+            if not open_transports:
+                break
+            await asyncio.sleep(0.01)
+        await server.wait_closed()
+
+    loop.run_until_complete(main_coro())
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    value: dict[str, float] = result["value"]  # type: ignore[assignment]
+    requests, seconds = int(value["requests"]), value["seconds"]
+    if requests <= 0 or state["served"] < requests:
+        raise AssertionError(f"client counted {requests} requests, server {state['served']}")
+    server_cpu_s: float = result["server_cpu_s"]  # type: ignore[assignment]
+    return requests, seconds, value["client_cpu_s"], server_cpu_s
+
+
+def _http_info(requests: int, seconds: float, client_s: float, server_s: float) -> dict:
+    """The CPU figures shown with an ``http_*`` cell (per cent of one CPU)."""
+    info = {
+        "client_cpu": f"{100 * client_s / seconds:.0f}%",
+        "server_cpu": f"{100 * server_s / seconds:.0f}%",
+        "server_us_per_req": f"{1e6 * server_s / requests:.2f}",
+    }
+    if client_s / seconds >= CLIENT_BOUND:
+        info["bound"] = "load-client"
+    return info
+
+
+def http_hello(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """Requests/s of a keep-alive ``Hello, World!`` HTTP/1.1 server under a fixed load."""
+    requests, seconds, client_s, server_s = _http_load(loop, n)
+    return Measured(requests, seconds, _http_info(requests, seconds, client_s, server_s))
+
+
+def http_hello_cpu(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """The same load; requests per second of the server process's CPU time (efficiency)."""
+    requests, seconds, client_s, server_s = _http_load(loop, n)
+    return Measured(requests, server_s, _http_info(requests, seconds, client_s, server_s))
+
+
+def _http_load_client(port: int, connections: int, seconds: float) -> dict[str, object]:
+    """The fallback load client: keep-alive GETs on ``connections`` sockets for ``seconds``.
+
+    One request in flight per connection (like wrk); a response is complete when its
+    fixed length has arrived.  Single-threaded ``selectors`` loop, no asyncio.
+    """
+    sel = selectors.DefaultSelector()
+    size = len(RESPONSE)
+    socks = []
+    for _ in range(connections):
+        sock = socket.create_connection((HOST, port))
+        _nodelay(sock)
+        sock.setblocking(False)
+        socks.append(sock)
+        sel.register(sock, selectors.EVENT_READ, [0, True])  # [bytes pending, first reply]
+    errors = 0
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    for sock in socks:
+        sock.send(REQUEST)
+    while (left := deadline - time.perf_counter()) > 0:
+        for key, _ in sel.select(left):
+            sock, state = key.fileobj, key.data
+            data = sock.recv(65536)  # type: ignore[union-attr]
+            if not data:
+                errors += 1
+                sel.unregister(sock)
+                continue
+            if state[1]:
+                state[1] = False
+                if not data.startswith(b"HTTP/1.1 200 "):
+                    errors += 1
+            state[0] += len(data)
+            if state[0] >= size:
+                state[0] -= size
+                done += 1
+                sock.send(REQUEST)  # type: ignore[union-attr]
+    elapsed = time.perf_counter() - start
+    for sock in socks:
+        sock.close()
+    sel.close()
+    return {"requests": done, "seconds": elapsed, "errors": errors}
+
+
+def http_ceiling(seconds: int) -> int:
+    """Run the load client against ``http_ceiling.c`` (a C server) and print the figures.
+
+    This is the check that the load client is not what limits the ``http_*`` workloads:
+    a loop whose requests/s come close to this ceiling is measured against the client.
+    """
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_ceiling.c")
+    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        print("--http-ceiling needs a C compiler (cc) on PATH", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="ferroloop-bench-") as tmp:
+        exe = os.path.join(tmp, "http_ceiling")
+        subprocess.run([compiler, "-O2", "-o", exe, source], check=True)
+        server = subprocess.Popen(
+            [exe, str(seconds + 30)], stdout=subprocess.PIPE, text=True
+        )  # exits by itself after seconds + 30 s
+        try:
+            port = int(server.stdout.readline())  # type: ignore[union-attr]
+            load = _run_load_client(port, seconds)
+        finally:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            server.terminate()
+            server.wait()
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    requests, elapsed = int(load["requests"]), load["seconds"]
+    info = _http_info(requests, elapsed, load["client_cpu_s"], server_s)
+    print(
+        f"{_http_client_description()} against http_ceiling.c (C, epoll, one thread): "
+        f"{requests / elapsed:,.0f} requests/s over {elapsed:.1f} s; "
+        + " ".join(f"{k}={v}" for k, v in info.items())
+    )
+    return 0
+
+
+def _http_client_description() -> str:
+    if http_client_kind() == "wrk":
+        return f"wrk -t{WRK_THREADS} -c{HTTP_CONNECTIONS}"
+    return f"python selectors load client, {HTTP_CONNECTIONS} connections"
+
+
+WORKLOADS = [
+    Workload("sock_echo_1k", sock_echo_1k, 12_000, 800, sock_echo_1k.__doc__),
+    Workload("streams_echo_1k", streams_echo_1k, 20_000, 1_000, streams_echo_1k.__doc__),
+    Workload("streams_echo_64k", streams_echo_64k, 4_000, 200, streams_echo_64k.__doc__),
+    Workload("protocol_echo_1k", protocol_echo_1k, 40_000, 2_000, protocol_echo_1k.__doc__),
+    Workload("protocol_echo_64k", protocol_echo_64k, 12_000, 600, protocol_echo_64k.__doc__),
+    # n is the load duration in seconds (wrk takes whole seconds).
+    Workload("http_hello", http_hello, 3, 1, http_hello.__doc__),
+    Workload("http_hello_cpu", http_hello_cpu, 3, 1, http_hello_cpu.__doc__),
+]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--_http-client"]:
+        port, conns, secs = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+        print("@@HTTP-CLIENT@@ " + json.dumps(_http_load_client(port, conns, secs)), flush=True)
+        raise SystemExit(0)
+    if sys.argv[1:2] == ["--http-ceiling"]:
+        raise SystemExit(http_ceiling(int(sys.argv[2]) if len(sys.argv) > 2 else 3))
+    if "--_worker" not in sys.argv and "--list" not in sys.argv:
+        print(f"http_* load client: {_http_client_description()}", flush=True)
+    raise SystemExit(main("net", WORKLOADS, os.path.abspath(__file__)))

@@ -1,0 +1,444 @@
+"""loop.sock_* coroutines: recv, recv_into, recvfrom(_into), sendall, sendto, connect, accept."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import socket
+
+import pytest
+from io_testutil import refused_port, run, set_rst_on_close
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def pair():
+    """A connected non-blocking AF_UNIX stream socket pair, closed at teardown."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+def udp_pair():
+    """Two non-blocking UDP sockets bound on 127.0.0.1."""
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        socks.append(s)
+    yield tuple(socks)
+    for s in socks:
+        s.close()
+
+
+@pytest.fixture
+def listener():
+    """A non-blocking TCP listening socket on 127.0.0.1."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(10)
+    s.setblocking(False)
+    yield s
+    s.close()
+
+
+# -- receiving -------------------------------------------------------------------------
+
+
+def test_sock_recv_ready_data(loop, pair):
+    a, b = pair
+    b.send(b"hello")
+    assert run(loop, loop.sock_recv(a, 100)) == b"hello"
+
+
+def test_sock_recv_waits_for_data(loop, pair):
+    a, b = pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(a, 3))
+        await asyncio.sleep(0.02)
+        assert not task.done()
+        b.send(b"abcdef")
+        first = await task
+        second = await loop.sock_recv(a, 100)
+        return first, second
+
+    assert run(loop, main()) == (b"abc", b"def")
+
+
+def test_sock_recv_eof(loop, pair):
+    a, b = pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        b.close()
+        return await task
+
+    assert run(loop, main()) == b""
+
+
+def test_sock_recv_into(loop, pair):
+    a, b = pair
+    buf = bytearray(8)
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv_into(a, buf))
+        await asyncio.sleep(0.01)
+        b.send(b"0123456789")
+        n1 = await task
+        view = memoryview(buf)[2:]
+        n2 = await loop.sock_recv_into(a, view)
+        return n1, n2
+
+    assert run(loop, main()) == (8, 2)
+    assert bytes(buf) == b"01894567"
+
+
+def test_sock_recv_into_eof_returns_zero(loop, pair):
+    a, b = pair
+    b.close()
+    assert run(loop, loop.sock_recv_into(a, bytearray(10))) == 0
+
+
+def test_sock_recv_connection_reset(loop, listener):
+    async def main():
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            await loop.sock_connect(c, listener.getsockname())
+            peer, _ = await loop.sock_accept(listener)
+            set_rst_on_close(peer)
+            task = asyncio.ensure_future(loop.sock_recv(c, 100))
+            await asyncio.sleep(0.01)
+            peer.close()
+            with pytest.raises(ConnectionResetError) as info:
+                await task
+            return info.value.errno
+        finally:
+            c.close()
+
+    assert run(loop, main()) == errno.ECONNRESET
+
+
+def test_sock_recvfrom_and_sendto(loop, udp_pair):
+    a, b = udp_pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recvfrom(a, 100))
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        sent = await loop.sock_sendto(b, b"datagram", a.getsockname())
+        data, addr = await task
+        return sent, data, addr
+
+    sent, data, addr = run(loop, main())
+    assert sent == 8
+    assert data == b"datagram"
+    assert addr == b.getsockname()
+
+
+def test_sock_recvfrom_truncates_to_bufsize(loop, udp_pair):
+    a, b = udp_pair
+    b.sendto(b"0123456789", a.getsockname())
+    data, addr = run(loop, loop.sock_recvfrom(a, 4))
+    assert data == b"0123"
+    assert addr == b.getsockname()
+
+
+def test_sock_recvfrom_into(loop, udp_pair):
+    a, b = udp_pair
+    buf = bytearray(16)
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recvfrom_into(a, buf))
+        await asyncio.sleep(0.01)
+        b.sendto(b"first", a.getsockname())
+        r1 = await task
+        b.sendto(b"second", a.getsockname())
+        r2 = await loop.sock_recvfrom_into(a, memoryview(buf)[8:], 3)
+        return r1, r2
+
+    r1, r2 = run(loop, main())
+    assert r1 == (5, b.getsockname())
+    assert r2 == (3, b.getsockname())
+    assert bytes(buf[:5]) == b"first"
+    assert bytes(buf[8:11]) == b"sec"
+
+
+# -- sending ---------------------------------------------------------------------------
+
+
+def test_sock_sendall_large_payload(loop, pair):
+    """8 MiB through a socket pair, with a concurrent sock_recv reader."""
+    a, b = pair
+    payload = bytes(range(256)) * (8 * 1024 * 1024 // 256)
+
+    async def reader():
+        h = hashlib.sha256()
+        total = 0
+        while total < len(payload):
+            data = await loop.sock_recv(b, 1 << 18)
+            if not data:
+                break
+            total += len(data)
+            h.update(data)
+        return total, h.hexdigest()
+
+    async def main():
+        rtask = asyncio.ensure_future(reader())
+        result = await loop.sock_sendall(a, payload)
+        return result, await rtask
+
+    result, (total, digest) = run(loop, main(), timeout=30)
+    assert result is None
+    assert total == len(payload)
+    assert digest == hashlib.sha256(payload).hexdigest()
+    assert loop.remove_writer(a) is False
+    assert loop.remove_reader(b) is False
+
+
+def test_sock_sendall_accepts_buffers(loop, pair):
+    a, b = pair
+
+    async def main():
+        assert await loop.sock_sendall(a, bytearray(b"ab")) is None
+        assert await loop.sock_sendall(a, memoryview(b"xcdx")[1:3]) is None
+        assert await loop.sock_sendall(a, b"") is None
+        return await loop.sock_recv(b, 100)
+
+    assert run(loop, main()) == b"abcd"
+
+
+def test_sock_sendall_broken_pipe(loop, pair):
+    a, b = pair
+    b.close()
+    with pytest.raises(BrokenPipeError):
+        run(loop, loop.sock_sendall(a, b"x" * 100))
+
+
+def test_sock_sendto_returns_count(loop, udp_pair):
+    a, b = udp_pair
+
+    async def main():
+        n = await loop.sock_sendto(a, memoryview(b"12345"), b.getsockname())
+        return n, await loop.sock_recvfrom(b, 100)
+
+    n, (data, addr) = run(loop, main())
+    assert n == 5
+    assert (data, addr) == (b"12345", a.getsockname())
+
+
+# -- connect / accept ------------------------------------------------------------------
+
+
+def test_sock_connect_and_accept(loop, listener):
+    async def main():
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            accept_task = asyncio.ensure_future(loop.sock_accept(listener))
+            await asyncio.sleep(0.01)
+            assert not accept_task.done()
+            assert await loop.sock_connect(c, listener.getsockname()) is None
+            conn, addr = await accept_task
+            with conn:
+                assert conn.gettimeout() == 0.0  # accepted sockets are non-blocking
+                assert addr == c.getsockname()
+                assert conn.getpeername() == c.getsockname()
+                await loop.sock_sendall(c, b"ping")
+                return await loop.sock_recv(conn, 100)
+        finally:
+            c.close()
+
+    assert run(loop, main()) == b"ping"
+
+
+def test_sock_connect_resolves_host_names(loop, listener):
+    async def main():
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            await loop.sock_connect(c, ("localhost", listener.getsockname()[1]))
+            conn, _ = await loop.sock_accept(listener)
+            conn.close()
+            return c.getpeername()
+        finally:
+            c.close()
+
+    assert run(loop, main()) == listener.getsockname()
+
+
+def test_sock_connect_refused(loop):
+    port = refused_port()
+
+    async def main():
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            await loop.sock_connect(c, ("127.0.0.1", port))
+        finally:
+            c.close()
+
+    with pytest.raises(ConnectionRefusedError) as info:
+        run(loop, main())
+    assert info.value.errno == errno.ECONNREFUSED
+    assert str(info.value) in (
+        f"[Errno 111] Connect call failed ('127.0.0.1', {port})",
+        "[Errno 111] Connection refused",
+    )
+
+
+def test_sock_connect_unix(loop, tmp_path):
+    path = str(tmp_path / "sock")
+
+    async def main():
+        with socket.socket(socket.AF_UNIX) as srv, socket.socket(socket.AF_UNIX) as c:
+            srv.bind(path)
+            srv.listen(1)
+            srv.setblocking(False)
+            c.setblocking(False)
+            await loop.sock_connect(c, path)
+            conn, addr = await loop.sock_accept(srv)
+            with conn:
+                await loop.sock_sendall(conn, b"unix")
+                return addr, await loop.sock_recv(c, 10)
+
+    assert run(loop, main()) == ("", b"unix")
+
+
+def test_sock_connect_unix_missing_path(loop, tmp_path):
+    async def main():
+        with socket.socket(socket.AF_UNIX) as c:
+            c.setblocking(False)
+            await loop.sock_connect(c, str(tmp_path / "missing"))
+
+    with pytest.raises(FileNotFoundError):
+        run(loop, main())
+
+
+def test_sock_accept_not_listening(loop):
+    async def main():
+        with socket.socket() as s:
+            s.setblocking(False)
+            await loop.sock_accept(s)
+
+    with pytest.raises(OSError) as info:
+        run(loop, main())
+    assert info.value.errno == errno.EINVAL
+
+
+# -- debug checks, cancellation --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda lp, s: lp.sock_recv(s, 1), id="sock_recv"),
+        pytest.param(lambda lp, s: lp.sock_recv_into(s, bytearray(1)), id="sock_recv_into"),
+        pytest.param(lambda lp, s: lp.sock_recvfrom(s, 1), id="sock_recvfrom"),
+        pytest.param(lambda lp, s: lp.sock_recvfrom_into(s, bytearray(1)), id="sock_recvfrom_into"),
+        pytest.param(lambda lp, s: lp.sock_sendall(s, b"x"), id="sock_sendall"),
+        pytest.param(lambda lp, s: lp.sock_sendto(s, b"x", ("127.0.0.1", 9)), id="sock_sendto"),
+        pytest.param(lambda lp, s: lp.sock_connect(s, ("127.0.0.1", 9)), id="sock_connect"),
+        pytest.param(lambda lp, s: lp.sock_accept(s), id="sock_accept"),
+    ],
+)
+def test_blocking_socket_rejected_in_debug_mode(debug_loop, call):
+    with socket.socket() as s:
+        assert s.gettimeout() is None
+        with pytest.raises(ValueError) as info:
+            run(debug_loop, call(debug_loop, s))
+        assert str(info.value) == "the socket must be non-blocking"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda lp, s: lp.sock_recv(s, 10), id="sock_recv"),
+        pytest.param(lambda lp, s: lp.sock_recv_into(s, bytearray(10)), id="sock_recv_into"),
+    ],
+)
+def test_cancelled_recv_leaves_no_reader(loop, pair, call):
+    a, b = pair
+
+    async def main():
+        task = asyncio.ensure_future(call(loop, a))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # Data sent afterwards stays in the socket: nobody stole it.
+        b.send(b"later")
+        await asyncio.sleep(0.01)
+        return await loop.sock_recv(a, 100)
+
+    assert run(loop, main()) == b"later"
+    assert loop.remove_reader(a) is False
+
+
+def test_cancelled_recvfrom_leaves_no_reader(loop, udp_pair):
+    a, _b = udp_pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recvfrom(a, 10))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(loop, main())
+    assert loop.remove_reader(a) is False
+
+
+def test_cancelled_accept_leaves_no_reader(loop, listener):
+    async def main():
+        task = asyncio.ensure_future(loop.sock_accept(listener))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(loop, main())
+    assert loop.remove_reader(listener) is False
+
+
+def test_cancelled_sendall_leaves_no_writer(loop, pair):
+    a, _b = pair
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_sendall(a, b"x" * (16 * 1024 * 1024)))
+        await asyncio.sleep(0.02)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(loop, main())
+    assert loop.remove_writer(a) is False
+
+
+def test_sock_recv_on_transport_socket(loop, pair):
+    """A socket owned by a transport cannot be used with sock_recv once it would block."""
+    a, _ = pair
+    fd = a.fileno()
+
+    async def main():
+        tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        try:
+            with pytest.raises(RuntimeError) as info:
+                await loop.sock_recv(a, 10)
+            return str(info.value)
+        finally:
+            tr.close()
+            await asyncio.sleep(0)
+
+    msg = run(loop, main())
+    assert msg.startswith(f"File descriptor {fd} is used by transport ")
