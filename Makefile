@@ -12,7 +12,7 @@ all: build
 $(VENV)/.stamp: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "maturin>=1.5,<2" "pytest>=8" "pytest-timeout"
+	$(VPY) -m pip install -q "maturin>=1.5,<2" "pytest>=8" "pytest-timeout" "trustme>=1.2"
 	touch $@
 
 venv: $(VENV)/.stamp

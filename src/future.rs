@@ -110,6 +110,17 @@ pub struct Future {
     pub(crate) core: GilCell<FutureCore>,
 }
 
+/// The Python classes `fut.__class__` reports for exact native futures and tasks
+/// (subclasses of `asyncio.Future` / `asyncio.Task` defined in `ferroloop/_views.py`),
+/// so `isinstance(fut, asyncio.Future)` holds.
+static CLASS_VIEWS: pyo3::sync::PyOnceLock<(Py<PyAny>, Py<PyAny>)> = pyo3::sync::PyOnceLock::new();
+
+/// Register the class views (called once by the Python package).
+#[pyfunction]
+pub fn _set_class_views(py: Python<'_>, future_view: Py<PyAny>, task_view: Py<PyAny>) {
+    let _ = CLASS_VIEWS.set(py, (future_view, task_view));
+}
+
 /// Resolve the loop a future binds to: the given one, or asyncio's current loop.
 pub fn resolve_loop<'py>(
     py: Python<'py>,
@@ -542,6 +553,23 @@ impl Future {
             return refs(py).task_repr.bind(py).call1((slf,))?.extract();
         }
         refs(py).future_repr.bind(py).call1((slf,))?.extract()
+    }
+
+    /// `asyncio.Future`/`asyncio.Task` views for the exact native types; the real
+    /// type for Python subclasses.
+    #[getter(__class__)]
+    fn class_view(slf: &Bound<'_, Self>) -> Py<PyAny> {
+        let py = slf.py();
+        let ty = slf.get_type();
+        if let Some((future_view, task_view)) = CLASS_VIEWS.get(py) {
+            if ty.is(py.get_type::<Future>()) {
+                return future_view.clone_ref(py);
+            }
+            if ty.is(py.get_type::<Task>()) {
+                return task_view.clone_ref(py);
+            }
+        }
+        ty.into_any().unbind()
     }
 
     #[getter]

@@ -68,6 +68,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<callbacks::TaskWakeup>()?;
     m.add_class::<transport::StreamTransport>()?;
     m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
+    m.add_function(wrap_pyfunction!(future::_set_class_views, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;
     ffi::install_finalizer(&py.get_type::<future::Future>(), &FUTURE_FINALIZER);
     ffi::install_finalizer(&py.get_type::<task::Task>(), &TASK_FINALIZER);

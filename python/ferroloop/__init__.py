@@ -15,6 +15,7 @@ import asyncio as _asyncio
 import sys as _sys
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
+from . import _views  # noqa: F401  (registers the isinstance views)
 from ._ferroloop import Future, Handle, Task, TimerHandle
 from .loop import Loop
 
