@@ -49,6 +49,8 @@ pub struct PyRefs {
     pub iscoroutinefunction: Py<PyAny>,
     /// `inspect.isgenerator`.
     pub isgenerator: Py<PyAny>,
+    /// `asyncio.futures._convert_future_exc` (concurrent.futures errors → asyncio's).
+    pub convert_future_exc: Py<PyAny>,
     /// `types.GenericAlias`.
     pub generic_alias: Py<PyAny>,
 }
@@ -86,6 +88,7 @@ fn load(py: Python<'_>) -> PyResult<PyRefs> {
         iscoroutine: get("asyncio.coroutines", "iscoroutine")?,
         iscoroutinefunction: get("asyncio.coroutines", "iscoroutinefunction")?,
         isgenerator: get("inspect", "isgenerator")?,
+        convert_future_exc: get("asyncio.futures", "_convert_future_exc")?,
         generic_alias: get("types", "GenericAlias")?,
     })
 }

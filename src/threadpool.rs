@@ -225,7 +225,16 @@ fn run_job(py: Python<'_>, job: Job) {
         .bind(py)
         .call1(args.bind(py))
         .map(Bound::unbind)
-        .map_err(|e| crate::handles::exception_value(py, &e).unbind());
+        .map_err(|e| {
+            // As wrap_future does: concurrent.futures' errors become asyncio's.
+            let exc = crate::handles::exception_value(py, &e);
+            crate::pyrefs::refs(py)
+                .convert_future_exc
+                .bind(py)
+                .call1((&exc,))
+                .unwrap_or(exc)
+                .unbind()
+        });
     // A closed loop drops the result, as asyncio's wrap_future does.
     let _ = loop_.get().push_ready(py, Ready::Resolve(future, outcome));
 }

@@ -17,6 +17,7 @@ import selectors
 import sys
 import threading
 import time
+import warnings
 import weakref
 from asyncio import base_events, coroutines, events, futures, selector_events, unix_events
 
@@ -144,10 +145,18 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
-        if not sys.is_finalizing():
+        self._selector = None
+        # unix_events.sys (not sys): the stdlib's tests fake interpreter shutdown there.
+        if not unix_events.sys.is_finalizing():
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
         elif self._signal_handlers:
+            warnings.warn(
+                f"Closing the loop {self!r} on interpreter shutdown stage, "
+                "skipping signal handlers removal",
+                ResourceWarning,
+                source=self,
+            )
             self._signal_handlers.clear()
 
     # -- executor -----------------------------------------------------------------
@@ -183,8 +192,6 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
             else:
                 await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
-            import warnings
-
             warnings.warn(
                 "The executor did not finishing joining "
                 f"its threads within {timeout} seconds.",
