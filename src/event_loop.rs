@@ -81,6 +81,37 @@ pub struct LoopState {
     pub io: IoMap,
 }
 
+/// Which API created a handle (decides the debug checks and whether it runs once).
+#[derive(Clone, Copy)]
+enum Origin {
+    CallSoon,
+    CallSoonThreadsafe,
+    CallAt,
+    Io,
+}
+
+impl Origin {
+    /// The method named in asyncio's error messages.
+    fn method(self) -> &'static str {
+        match self {
+            Origin::CallSoon => "call_soon",
+            Origin::CallSoonThreadsafe => "call_soon_threadsafe",
+            // call_later() delegates to call_at() in asyncio, messages included.
+            Origin::CallAt => "call_at",
+            Origin::Io => "add_reader",
+        }
+    }
+    fn checks_thread(self) -> bool {
+        matches!(self, Origin::CallSoon | Origin::CallAt)
+    }
+    fn checks_callback(self) -> bool {
+        !matches!(self, Origin::Io)
+    }
+    fn oneshot(self) -> bool {
+        !matches!(self, Origin::Io)
+    }
+}
+
 /// The native part of `ferroloop.Loop`.
 #[pyclass(
     module = "ferroloop._ferroloop",
@@ -201,10 +232,14 @@ impl EventLoop {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
-        method: &str,
-        check_thread: bool,
-        check_callback: bool,
+        origin: Origin,
     ) -> PyResult<Handle> {
+        let method = origin.method();
+        let (check_thread, check_callback, oneshot) = (
+            origin.checks_thread(),
+            origin.checks_callback(),
+            origin.oneshot(),
+        );
         let py = slf.py();
         let this = slf.get();
         let debug = {
@@ -239,6 +274,7 @@ impl EventLoop {
             ctx,
             slf.clone().into_any().unbind(),
             source_traceback,
+            oneshot,
         ))
     }
 
@@ -248,10 +284,9 @@ impl EventLoop {
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
-        method: &str,
     ) -> PyResult<Py<TimerHandle>> {
         let py = slf.py();
-        let handle = Self::make_handle(slf, callback, args, context, method, true, true)?;
+        let handle = Self::make_handle(slf, callback, args, context, Origin::CallAt)?;
         let timer = TimerHandle::create(py, when, handle)?;
         slf.get()
             .state
@@ -484,7 +519,7 @@ impl EventLoop {
         let fd = io::fileobj_to_fd(fd)?;
         let handle = Py::new(
             py,
-            Self::make_handle(slf, callback, args, None, "add_reader", false, false)?,
+            Self::make_handle(slf, callback, args, None, Origin::Io)?,
         )?;
         let old = {
             let mut st = this.state.borrow_mut(py);
@@ -585,7 +620,14 @@ impl EventLoop {
     fn run_item(slf: &Bound<'_, Self>, item: Ready) -> PyResult<()> {
         let py = slf.py();
         match item {
-            Ready::Handle(h) => run_handle(py, h.bind(py)),
+            Ready::Handle(h) => {
+                let h = h.bind(py);
+                let result = run_handle(py, h);
+                if h.get().oneshot {
+                    h.get().release_callback(py, h.as_any());
+                }
+                result
+            }
             Ready::Resolve(fut, outcome) => {
                 let fut = fut.bind(py);
                 if fut.get().state(py) != crate::future::FutState::Pending {
@@ -719,6 +761,7 @@ impl EventLoop {
                 ctx.clone().unbind(),
                 slf.clone().into_any().unbind(),
                 None,
+                true,
             ),
         )?;
         report_callback_error(py, err, cb, args, handle.bind(py).as_any())
@@ -771,7 +814,7 @@ impl EventLoop {
         let py = slf.py();
         let handle = Py::new(
             py,
-            Self::make_handle(slf, callback, args, context, "call_soon", true, true)?,
+            Self::make_handle(slf, callback, args, context, Origin::CallSoon)?,
         )?;
         slf.get()
             .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
@@ -789,15 +832,7 @@ impl EventLoop {
         let py = slf.py();
         let handle = Py::new(
             py,
-            Self::make_handle(
-                slf,
-                callback,
-                args,
-                context,
-                "call_soon_threadsafe",
-                false,
-                true,
-            )?,
+            Self::make_handle(slf, callback, args, context, Origin::CallSoonThreadsafe)?,
         )?;
         slf.get()
             .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
@@ -818,7 +853,7 @@ impl EventLoop {
         }
         let delay: f64 = delay.extract()?;
         let when = ffi::monotonic() + delay;
-        Self::schedule_timer(slf, when, callback, args, context, "call_at")
+        Self::schedule_timer(slf, when, callback, args, context)
     }
 
     /// Schedule `callback(*args)` at loop time `when`.
@@ -834,7 +869,7 @@ impl EventLoop {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
         let when: f64 = when.extract()?;
-        Self::schedule_timer(slf, when, callback, args, context, "call_at")
+        Self::schedule_timer(slf, when, callback, args, context)
     }
 
     /// A new native Future bound to this loop.

@@ -30,13 +30,19 @@ pub struct HandleParts {
 }
 
 /// A callback scheduled on the loop (`asyncio.Handle`).
+///
+/// A handle drops its callback and arguments once it can no longer run (after
+/// the loop ran a one-shot handle, or on `cancel()`), so the objects they keep
+/// alive are released at once rather than when the handle is collected.
 #[pyclass(module = "ferroloop._ferroloop", subclass, frozen, weakref)]
 pub struct Handle {
     pub(crate) parts: GilCell<HandleParts>,
     pub(crate) cancelled: AtomicBool,
-    /// Whether the callback keeps its references after cancel (debug mode).
-    pub(crate) keep_on_cancel: bool,
-    /// Whether the handle should be repr'ed in its scheduling frame.
+    /// Debug mode: the repr is kept when the callback is dropped.
+    pub(crate) keep_repr: bool,
+    /// A `call_soon`/`call_later` handle (runs once); readers and writers run repeatedly.
+    pub(crate) oneshot: bool,
+    /// The repr saved before the callback was dropped (debug mode).
     pub(crate) repr: GilCell<Option<String>>,
 }
 
@@ -48,6 +54,7 @@ impl Handle {
         context: Py<PyAny>,
         loop_: Py<PyAny>,
         source_traceback: Option<Py<PyAny>>,
+        oneshot: bool,
     ) -> Self {
         let debug = source_traceback.is_some();
         Handle {
@@ -59,7 +66,8 @@ impl Handle {
                 source_traceback,
             }),
             cancelled: AtomicBool::new(false),
-            keep_on_cancel: debug,
+            keep_repr: debug,
+            oneshot,
             repr: GilCell::new(None),
         }
     }
@@ -70,17 +78,21 @@ impl Handle {
         self.cancelled.load(Ordering::Relaxed)
     }
 
-    /// Mark cancelled and drop the callback's references (outside debug mode).
+    /// Mark cancelled and drop the callback's references.
     pub fn cancel_parts(&self, py: Python<'_>, this: &Bound<'_, PyAny>) {
         if self.cancelled.swap(true, Ordering::Relaxed) {
             return;
         }
-        if self.keep_on_cancel {
-            // Keep a repr so the debug output still names the callback.
+        self.release_callback(py, this);
+    }
+
+    /// Drop the callback and its arguments (in debug mode, after saving the repr
+    /// so the handle still names its callback).
+    pub fn release_callback(&self, py: Python<'_>, this: &Bound<'_, PyAny>) {
+        if self.keep_repr && self.repr.borrow(py).is_none() {
             if let Ok(r) = this.repr() {
                 *self.repr.borrow_mut(py) = Some(r.to_string());
             }
-            return;
         }
         let (cb, args) = {
             let mut p = self.parts.borrow_mut(py);
@@ -308,7 +320,6 @@ impl Handle {
     }
 
     fn __clear__(&self) {
-        // SAFETY-free: GC clear runs with the GIL held.
         Python::attach(|py| {
             let taken = {
                 let mut p = self.parts.borrow_mut(py);
