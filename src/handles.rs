@@ -78,12 +78,15 @@ impl Handle {
         self.cancelled.load(Ordering::Relaxed)
     }
 
-    /// Mark cancelled and drop the callback's references.
+    /// Mark cancelled and drop the callback's references (asyncio keeps them in
+    /// debug mode, for reprs and error messages; so do we).
     pub fn cancel_parts(&self, py: Python<'_>, this: &Bound<'_, PyAny>) {
         if self.cancelled.swap(true, Ordering::Relaxed) {
             return;
         }
-        self.release_callback(py, this);
+        if !self.keep_repr {
+            self.release_callback(py, this);
+        }
     }
 
     /// Drop the callback and its arguments (in debug mode, after saving the repr
@@ -128,6 +131,15 @@ pub fn run_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
         ctx.bind(py),
     );
     if let Err(err) = result {
+        // asyncio formats the callback as it is now: a handle that cancelled
+        // itself while running reports `None()`.
+        let (cb, args) = {
+            let p = h.parts.borrow(py);
+            (
+                p.callback.as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py)),
+                p.args.as_ref().map(|a| a.clone_ref(py)),
+            )
+        };
         report_callback_error(
             py,
             err,
