@@ -319,9 +319,7 @@ impl EventLoop {
                 Some(Duration::ZERO)
             } else if let Some(when) = next {
                 let delay = when - ffi::monotonic();
-                if delay.is_nan() {
-                    None
-                } else if delay <= 0.0 {
+                if delay.is_nan() || delay <= 0.0 {
                     Some(Duration::ZERO)
                 } else {
                     Some(Duration::from_secs_f64(delay.min(MAX_POLL_SECS)))
@@ -681,11 +679,23 @@ impl EventLoop {
                 let task = task.bind(py);
                 let ctx = task.get().context(py);
                 let ctx = ctx.bind(py);
-                let result = ffi::context_enter(ctx).and_then(|()| {
-                    let r = task_step(task, exc.as_ref().map(|e| e.bind(py).clone()));
-                    let exit = ffi::context_exit(ctx);
-                    r.and(exit)
-                });
+                let result = if ffi::is_context(ctx) {
+                    ffi::context_enter(ctx).and_then(|()| {
+                        let r = task_step(task, exc.as_ref().map(|e| e.bind(py).clone()));
+                        let exit = ffi::context_exit(ctx);
+                        r.and(exit)
+                    })
+                } else {
+                    // A task made with a non-Context `context=`: `context.run(step)`.
+                    let step = Py::new(
+                        py,
+                        crate::callbacks::TaskStep {
+                            task: task.clone().unbind(),
+                            exc: exc.as_ref().map(|e| e.clone_ref(py)),
+                        },
+                    )?;
+                    call_in_context(py, step.bind(py).as_any(), None, ctx)
+                };
                 match result {
                     Ok(()) => Ok(()),
                     Err(err) => {
@@ -705,11 +715,22 @@ impl EventLoop {
                 let ctx = task.get().context(py);
                 let ctx = ctx.bind(py);
                 let fut = fut.bind(py);
-                let result = ffi::context_enter(ctx).and_then(|()| {
-                    let r = task_wakeup(task, fut);
-                    let exit = ffi::context_exit(ctx);
-                    r.and(exit)
-                });
+                let result = if ffi::is_context(ctx) {
+                    ffi::context_enter(ctx).and_then(|()| {
+                        let r = task_wakeup(task, fut);
+                        let exit = ffi::context_exit(ctx);
+                        r.and(exit)
+                    })
+                } else {
+                    let wakeup = Py::new(
+                        py,
+                        crate::callbacks::TaskWakeup {
+                            task: task.clone().unbind(),
+                        },
+                    )?;
+                    let args = PyTuple::new(py, [fut])?;
+                    call_in_context(py, wakeup.bind(py).as_any(), Some(&args), ctx)
+                };
                 match result {
                     Ok(()) => Ok(()),
                     Err(err) => {
@@ -851,8 +872,18 @@ impl EventLoop {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract()?;
-        let when = ffi::monotonic() + delay;
+        let now = ffi::monotonic();
+        // asyncio computes `self.time() + delay`: ints and floats (and objects
+        // whose `__radd__` accepts a float) are valid, a Decimal is a TypeError.
+        let when = if delay.is_exact_instance_of::<pyo3::types::PyFloat>()
+            || delay.is_instance_of::<pyo3::types::PyInt>()
+        {
+            now + delay.extract::<f64>()?
+        } else {
+            pyo3::types::PyFloat::new(slf.py(), now)
+                .add(delay)?
+                .extract::<f64>()?
+        };
         Self::schedule_timer(slf, when, callback, args, context)
     }
 

@@ -63,6 +63,13 @@ pub fn context_exit(ctx: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
+/// `True` if `obj` is exactly a `contextvars.Context`.
+pub fn is_context(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: GIL held; reading the type pointer and comparing it with the static
+    // PyContext_Type is what PyContext_CheckExact does.
+    unsafe { ffi::Py_TYPE(obj.as_ptr()) == std::ptr::addr_of_mut!(ffi::PyContext_Type) }
+}
+
 /// A copy of the current `contextvars` context (`contextvars.copy_context()`).
 pub fn copy_current_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     // SAFETY: GIL held; returns a new reference or NULL with an exception set.

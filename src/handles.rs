@@ -136,7 +136,9 @@ pub fn run_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
         let (cb, args) = {
             let p = h.parts.borrow(py);
             (
-                p.callback.as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py)),
+                p.callback
+                    .as_ref()
+                    .map_or_else(|| py.None(), |c| c.clone_ref(py)),
                 p.args.as_ref().map(|a| a.clone_ref(py)),
             )
         };
@@ -159,13 +161,22 @@ pub fn call_in_context(
     args: Option<&Bound<'_, PyTuple>>,
     ctx: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
+    if !ffi::is_context(ctx) {
+        // Not a contextvars.Context: do what asyncio does, `context.run(cb, *args)`
+        // (an object without `run` fails with asyncio's AttributeError).
+        let mut call_args = vec![cb.clone()];
+        if let Some(a) = args {
+            call_args.extend(a.iter());
+        }
+        ctx.call_method1(pyo3::intern!(py, "run"), PyTuple::new(py, call_args)?)?;
+        return Ok(());
+    }
     ffi::context_enter(ctx)?;
     let r = match args {
         Some(a) if !a.is_empty() => cb.call1(a.clone()),
         _ => cb.call0(),
     };
     let exit = ffi::context_exit(ctx);
-    let _ = py;
     r?;
     exit
 }

@@ -28,13 +28,22 @@ impl PartialOrd for Entry {
         Some(self.cmp(other))
     }
 }
+/// The heap key of a deadline: a NaN deadline sorts first (asyncio fires a NaN
+/// timer as soon as it reaches the top of its heap, since `nan >= end` is false).
+fn key(when: f64) -> f64 {
+    if when.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        when
+    }
+}
+
 impl Ord for Entry {
     // Reversed: BinaryHeap is a max-heap and we want the earliest deadline on top;
     // equal deadlines fire in scheduling order.
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .when
-            .total_cmp(&self.when)
+        key(other.when)
+            .total_cmp(&key(self.when))
             .then_with(|| other.seq.cmp(&self.seq))
     }
 }
@@ -120,12 +129,7 @@ impl TimerHeap {
     /// Pop the earliest timer if its deadline is at or before `now`.
     pub fn pop_due(&mut self, py: Python<'_>, now: f64) -> Option<Py<TimerHandle>> {
         let top = self.heap.peek()?;
-        // `<=` so that a NaN deadline never fires.
-        if top
-            .when
-            .partial_cmp(&now)
-            .is_none_or(|o| o == Ordering::Greater)
-        {
+        if key(top.when) > now {
             return None;
         }
         let e = self.heap.pop()?;
