@@ -167,6 +167,19 @@ fn name_thread(py: Python<'_>, index: usize) {
     }
 }
 
+/// Drop the worker's `threading` entry when it exits, so `threading.enumerate()`
+/// lists only live threads (a `_DummyThread` is otherwise never removed).
+fn forget_thread(py: Python<'_>) {
+    let forgot = py.import("threading").and_then(|t| {
+        let ident = t.call_method0("get_ident")?;
+        t.getattr("_active")?.call_method1("pop", (ident, py.None()))?;
+        Ok(())
+    });
+    if let Err(e) = forgot {
+        e.write_unraisable(py, None);
+    }
+}
+
 fn worker(shared: Arc<Shared>) {
     let index = shared
         .started
@@ -188,7 +201,12 @@ fn worker(shared: Arc<Shared>) {
                 q.idle -= 1;
             }
         };
-        let Some(job) = job else { return };
+        let Some(job) = job else {
+            if named {
+                Python::attach(forget_thread);
+            }
+            return;
+        };
         Python::attach(|py| {
             if !named {
                 name_thread(py, index);
