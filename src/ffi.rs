@@ -185,3 +185,57 @@ pub unsafe fn run_dealloc(slot: &FinalizerSlot, obj: *mut ffi::PyObject) {
         unsafe { orig(obj) };
     }
 }
+
+extern "C" {
+    // Not exported by pyo3-ffi; part of CPython's (non-limited) C API since forever.
+    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> c_int;
+}
+
+/// `recv(2)` of up to `len` bytes straight into a new `bytes` object (no copy
+/// through an intermediate buffer). `Err(errno)` on failure.
+pub fn recv_into_new_bytes(
+    py: Python<'_>,
+    fd: i32,
+    len: usize,
+) -> Result<Bound<'_, pyo3::types::PyBytes>, i32> {
+    // SAFETY: a NULL source asks CPython for an uninitialised bytes object of `len`.
+    let mut obj =
+        unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t) };
+    if obj.is_null() {
+        // SAFETY: clear the MemoryError CPython set; the caller reports ENOMEM.
+        unsafe { ffi::PyErr_Clear() };
+        return Err(libc::ENOMEM);
+    }
+    // SAFETY: `obj` is a fresh bytes object we own; its buffer has `len` writable bytes
+    // (nobody else can see the object yet).
+    let n = unsafe { libc::recv(fd, ffi::PyBytes_AsString(obj).cast(), len, 0) };
+    if n < 0 {
+        let errno = crate::errors::last_errno();
+        // SAFETY: release our only reference to the unused object.
+        unsafe { ffi::Py_DECREF(obj) };
+        return Err(errno);
+    }
+    if (n as usize) < len {
+        // SAFETY: shrinking a bytes object we solely own; on failure CPython frees
+        // it and sets `obj` to NULL.
+        if unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) } < 0 {
+            // SAFETY: clear the error _PyBytes_Resize set.
+            unsafe { ffi::PyErr_Clear() };
+            return Err(libc::ENOMEM);
+        }
+    }
+    // SAFETY: `obj` is a valid owned reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, obj).cast_into_unchecked() })
+}
+
+/// Bytes waiting in a socket's receive queue (`FIONREAD`), or 0.
+pub fn bytes_available(fd: i32) -> usize {
+    let mut avail: c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail) };
+    if rc < 0 || avail < 0 {
+        0
+    } else {
+        avail as usize
+    }
+}

@@ -172,7 +172,8 @@ fn name_thread(py: Python<'_>, index: usize) {
 fn forget_thread(py: Python<'_>) {
     let forgot = py.import("threading").and_then(|t| {
         let ident = t.call_method0("get_ident")?;
-        t.getattr("_active")?.call_method1("pop", (ident, py.None()))?;
+        t.getattr("_active")?
+            .call_method1("pop", (ident, py.None()))?;
         Ok(())
     });
     if let Err(e) = forgot {

@@ -20,6 +20,8 @@ use crate::pyrefs::refs;
 
 /// Bytes read per `recv` (asyncio's `max_size`).
 pub const MAX_READ: usize = 256 * 1024;
+/// Reads at least this large switch the next read to the FIONREAD path.
+const LARGE_READ: usize = 16 * 1024;
 /// After this many writes to a lost connection, each write logs a warning.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -45,6 +47,8 @@ pub struct StreamState {
     low_water: usize,
     want_read: bool,
     want_write: bool,
+    /// Size of the previous read (chooses the read strategy).
+    last_read: usize,
 }
 
 impl StreamState {
@@ -172,7 +176,17 @@ impl StreamTransport {
             }
             return Ok(());
         }
-        let received = {
+        // Large transfers are read straight into a bytes object sized by
+        // FIONREAD; small ones through the shared buffer (one syscall fewer).
+        let large = slf.get().state.borrow(py).last_read >= LARGE_READ;
+        let avail = if large {
+            crate::ffi::bytes_available(fd)
+        } else {
+            0
+        };
+        let received = if avail > 0 {
+            crate::ffi::recv_into_new_bytes(py, fd, avail.min(MAX_READ))
+        } else {
             let mut buf = READ_BUF.borrow_mut(py);
             if buf.len() < MAX_READ {
                 buf.resize(MAX_READ, 0);
@@ -196,7 +210,11 @@ impl StreamTransport {
                 )
             }
         };
-        let full = data.as_bytes().len() == MAX_READ;
+        let nread = data.as_bytes().len();
+        slf.get().state.borrow_mut(py).last_read = nread;
+        // Only a read that filled MAX_READ may leave data behind that no new
+        // edge will announce (data arriving after FIONREAD makes its own edge).
+        let full = nread == MAX_READ;
         if data.as_bytes().is_empty() {
             return slf
                 .call_method0(intern!(py, "_read_ready__on_eof"))
@@ -449,6 +467,7 @@ impl StreamTransport {
                 low_water: 16 * 1024,
                 want_read: false,
                 want_write: false,
+                last_read: 0,
             }),
         }
     }
