@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: all venv build demo test test-unit conformance bench lint fmt clean
+.PHONY: all venv build demo test conformance e2e bench bench-all lint fmt clean
 
 all: build
 
@@ -24,9 +24,22 @@ demo: build
 	@for f in examples/*.py; do echo "== $$f"; $(VPY) $$f || exit 1; done
 	$(VPY) -m ferroloop examples/hello.py
 
-test: build
+# The end-to-end suite needs real libraries (PyPI) and servers (Debian packages).
+$(VENV)/.e2e-stamp: $(VENV)/.stamp tests/e2e/requirements.txt
+	$(VPY) -m pip install -q -r tests/e2e/requirements.txt
+	touch $@
+
+# conformance (CPython's test_asyncio), the side-by-side suite, then the end-to-end
+# suite (aiohttp, uvicorn, websockets, asyncpg, redis, anyio, pytest-asyncio, gunicorn).
+test: build $(VENV)/.e2e-stamp
 	$(VPY) tests/conformance/run.py --min-ratio 0.95
-	$(VPY) -m pytest tests -p no:cacheprovider --timeout=300
+	$(VPY) -m pytest tests --ignore=tests/e2e -p no:cacheprovider --timeout=300
+	bash tests/e2e/setup_services.sh
+	FERROLOOP_E2E_STRICT=1 $(VPY) -m pytest tests/e2e -p no:cacheprovider --timeout=300
+
+e2e: build $(VENV)/.e2e-stamp
+	bash tests/e2e/setup_services.sh
+	FERROLOOP_E2E_STRICT=1 $(VPY) -m pytest tests/e2e -p no:cacheprovider --timeout=300
 
 conformance: build
 	$(VPY) tests/conformance/run.py --verbose

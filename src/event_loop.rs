@@ -586,14 +586,31 @@ impl EventLoop {
 
     fn run_item_debug(slf: &Bound<'_, Self>, item: Ready) -> PyResult<()> {
         let py = slf.py();
-        let description = match &item {
-            Ready::Handle(h) => h.bind(py).str().map(|s| s.to_string()),
-            Ready::Step(t, _) | Ready::Wakeup(t, _) => t.bind(py).repr().map(|s| s.to_string()),
-            Ready::Callback { cb, .. } => cb.bind(py).repr().map(|s| s.to_string()),
-            Ready::PyHandle(h) => h.bind(py).str().map(|s| s.to_string()),
-            Ready::Transport(t, ..) => t.bind(py).repr().map(|s| s.to_string()),
-            Ready::Resolve(f, _) => f.bind(py).repr().map(|s| s.to_string()),
+        // What to name in the slow-callback warning; formatted only if it was slow
+        // (as asyncio does: a repr can have side effects).
+        let subject: Py<PyAny> = match &item {
+            Ready::Handle(h) => h.clone_ref(py).into_any(),
+            Ready::PyHandle(h) => h.clone_ref(py),
+            Ready::Step(t, _) | Ready::Wakeup(t, _) => t.clone_ref(py).into_any(),
+            Ready::Transport(t, ..) => t.clone_ref(py).into_any(),
+            Ready::Resolve(f, _) => f.clone_ref(py).into_any(),
+            Ready::Callback { cb, arg, ctx } => Py::new(
+                py,
+                Handle::new_parts(
+                    cb.clone_ref(py),
+                    Some(PyTuple::new(py, [arg.clone_ref(py)])?.unbind()),
+                    ctx.clone_ref(py),
+                    slf.clone().into_any().unbind(),
+                    None,
+                    true,
+                ),
+            )?
+            .into_any(),
         };
+        let is_handle = matches!(
+            item,
+            Ready::Handle(_) | Ready::PyHandle(_) | Ready::Callback { .. }
+        );
         let current = match &item {
             Ready::Handle(h) => h.clone_ref(py).into_any(),
             Ready::PyHandle(h) => h.clone_ref(py),
@@ -606,7 +623,14 @@ impl EventLoop {
         slf.setattr(intern!(py, "_current_handle"), py.None())?;
         let slow = slf.get().state.borrow(py).slow_callback_duration;
         if dt >= slow {
-            let description = description.unwrap_or_else(|_| "<callback>".to_owned());
+            let subject = subject.bind(py);
+            let description = if is_handle {
+                subject.str()
+            } else {
+                subject.repr()
+            }
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| "<callback>".to_owned());
             refs(py).logger.bind(py).call_method1(
                 intern!(py, "warning"),
                 ("Executing %s took %.3f seconds", description, dt),
@@ -621,7 +645,8 @@ impl EventLoop {
             Ready::Handle(h) => {
                 let h = h.bind(py);
                 let result = run_handle(py, h);
-                if h.get().oneshot {
+                // asyncio keeps a run handle's callback in debug mode (reprs).
+                if h.get().oneshot && !h.get().keep_repr {
                     h.get().release_callback(py, h.as_any());
                 }
                 result
