@@ -27,6 +27,11 @@ def _restore_signal_state():
         signal.signal(s, h)
     signal.set_wakeup_fd(-1)
 
+def _default_sigint():
+    """Run in the child before exec: SIGINT back to its default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 
 def _wakeup_fd() -> int:
     """The current wakeup fd (read without changing it)."""
@@ -306,6 +311,9 @@ asyncio.run(main())
 def _sigint_child(cmd):
     proc = subprocess.Popen(
         cmd,
+        # A test run started in the background inherits an ignored SIGINT; the
+        # child must start with the default disposition, as from a terminal.
+        preexec_fn=_default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
