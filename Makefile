@@ -5,14 +5,14 @@ VPY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(VENV)
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: all venv build demo test conformance e2e bench bench-all lint fmt clean
+.PHONY: all venv build demo test conformance e2e soak sanitize bench bench-all lint fmt clean
 
 all: build
 
 $(VENV)/.stamp: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "maturin>=1.5,<2" "pytest>=8" "pytest-timeout" "trustme>=1.2"
+	$(VPY) -m pip install -q "maturin>=1.5,<2" "pytest>=8" "pytest-timeout" "trustme>=1.2" "hypothesis>=6.100"
 	touch $@
 
 venv: $(VENV)/.stamp
@@ -40,6 +40,21 @@ test: build $(VENV)/.e2e-stamp
 e2e: build $(VENV)/.e2e-stamp
 	bash tests/e2e/setup_services.sh
 	FERROLOOP_E2E_STRICT=1 $(VPY) -m pytest tests/e2e -p no:cacheprovider --timeout=300
+
+# Long leak/soak checks at the issue's sizes and long property-based runs.
+soak: build
+	$(VPY) -m pytest tests/soak/soak_leaks.py -p no:cacheprovider -o addopts="" -s -v --timeout=0
+	FERROLOOP_HYPOTHESIS_EXAMPLES=1000 FERROLOOP_STRESS_ROUNDS=20 $(VPY) -m pytest tests/test_property_differential.py tests/test_concurrency_stress.py tests/test_hostile.py -p no:cacheprovider --timeout=0
+
+# A representative subset of the suite on ferroloop under valgrind memcheck.
+VALGRIND := valgrind --tool=memcheck --undef-value-errors=no --suppressions=tests/soak/valgrind-python.supp --num-callers=40 --leak-check=no
+SANITIZE_TESTS := tests/test_futures.py tests/test_tasks.py tests/test_callbacks.py tests/test_timers.py tests/test_cancellation.py tests/test_context.py tests/test_refs.py tests/test_exception_handler.py tests/test_threadsafe.py tests/test_executor.py tests/test_readers_writers.py tests/test_stream_transport.py tests/test_tcp.py tests/test_unix_sockets.py tests/test_differential.py tests/test_property_differential.py tests/test_hostile.py tests/test_leaks.py tests/test_concurrency_stress.py
+
+sanitize: build
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
+	PYTHONMALLOC=malloc FERROLOOP_PROPERTY_SLOT=0.1 FERROLOOP_HYPOTHESIS_EXAMPLES=10 \
+	FERROLOOP_HOSTILE_CHILD_PREFIX="$(VALGRIND) --log-fd=1 -q" FERROLOOP_HOSTILE_CASE_TIMEOUT=300 \
+	$(VALGRIND) --error-exitcode=99 $(VPY) -m pytest $(SANITIZE_TESTS) -k ferroloop -p no:cacheprovider --timeout=0 -rfE
 
 conformance: build
 	$(VPY) tests/conformance/run.py --verbose

@@ -28,11 +28,13 @@ impl TaskStep {
         self.task.clone_ref(py)
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "<TaskStepMethWrapper object of {}>",
-            self.task.bind(py).repr()?
-        ))
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        // Like the C accelerator's wrapper: no task repr (it would recurse
+        // through the task's `wait_for=` future).
+        format!(
+            "<TaskStepMethWrapper object at {:#x}>",
+            slf.as_ptr() as usize
+        )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -75,11 +77,13 @@ impl TaskWakeup {
         self.task.as_ptr() as isize
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!(
-            "<TaskWakeupMethWrapper object of {}>",
-            self.task.bind(py).repr()?
-        ))
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        // Like the C accelerator's wrapper: no task repr (it would recurse
+        // through the task's `wait_for=` future).
+        format!(
+            "<TaskWakeupMethWrapper object at {:#x}>",
+            slf.as_ptr() as usize
+        )
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
