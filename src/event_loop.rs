@@ -645,8 +645,9 @@ impl EventLoop {
             Ready::Handle(h) => {
                 let h = h.bind(py);
                 let result = run_handle(py, h);
-                // asyncio keeps a run handle's callback in debug mode (reprs).
-                if h.get().oneshot && !h.get().keep_repr {
+                // asyncio keeps a run handle's callback in debug mode (reprs). A
+                // handle nobody else holds is freed right away: nothing to release.
+                if h.get().oneshot && !h.get().keep_repr && ffi::refcount(h.as_any()) > 1 {
                     h.get().release_callback(py, h.as_any());
                 }
                 result
@@ -1234,14 +1235,26 @@ impl EventLoop {
                 std::mem::take(&mut st.io.entries),
             )
         };
+        // Drop the callbacks of every handle that will now never run.
+        let release = |h: &Bound<'_, Handle>| h.get().release_callback(py, h.as_any());
         for (fd, mut entry) in fds {
-            entry.reader = None;
-            entry.writer = None;
+            for h in [entry.reader.take(), entry.writer.take()]
+                .into_iter()
+                .flatten()
+            {
+                release(h.bind(py));
+            }
             entry.transport = None;
             let _ = io::sync_registration(&self.registry, fd, &mut entry);
         }
         for t in &timers {
             t.get().mark_unscheduled();
+            release(t.bind(py).as_super());
+        }
+        for item in &ready {
+            if let Ready::Handle(h) = item {
+                release(h.bind(py));
+            }
         }
         drop(ready);
         drop(timers);

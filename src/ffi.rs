@@ -239,3 +239,9 @@ pub fn bytes_available(fd: i32) -> usize {
         avail as usize
     }
 }
+
+/// The reference count of `obj`.
+pub fn refcount(obj: &Bound<'_, PyAny>) -> isize {
+    // SAFETY: GIL held (the Bound proves it); reading ob_refcnt of a live object.
+    unsafe { ffi::Py_REFCNT(obj.as_ptr()) }
+}

@@ -31,9 +31,11 @@ pub struct HandleParts {
 
 /// A callback scheduled on the loop (`asyncio.Handle`).
 ///
-/// A handle drops its callback and arguments once it can no longer run (after
-/// the loop ran a one-shot handle, or on `cancel()`), so the objects they keep
-/// alive are released at once rather than when the handle is collected.
+/// A handle drops its callback and arguments as soon as it can no longer run
+/// (after the loop ran a one-shot handle, on `cancel()`, on
+/// `remove_reader`/`remove_writer`, and for every pending handle when the loop
+/// is closed), so what they keep alive is released at once rather than when the
+/// handle is collected.
 #[pyclass(module = "ferroloop._ferroloop", subclass, frozen, weakref)]
 pub struct Handle {
     pub(crate) parts: GilCell<HandleParts>,
