@@ -1,4 +1,5 @@
-"""Run every benchmark family in turn: ``micro.py``, ``net.py``, ``executor.py``.
+"""Run every benchmark family in turn: ``micro.py``, ``net.py``, ``executor.py``, then any
+other ``benches/*.py`` script (``tls.py``, ``framework.py``, ...).
 
 ``python benches/all.py [--families micro,net] [--json-dir DIR] [OPTIONS]``: each family
 runs as its own process, one after the other, with its table printed as it finishes.
@@ -15,7 +16,19 @@ import subprocess
 import sys
 import time
 
-FAMILIES = ("micro", "net", "executor")
+#: The families that run first, in this order; other scripts in benches/ follow by name.
+FIRST = ("micro", "net", "executor")
+
+
+def families() -> list[str]:
+    """Every benchmark family: each ``benches/*.py`` but this one and the ``_`` modules."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = {
+        name[:-3]
+        for name in os.listdir(here)
+        if name.endswith(".py") and not name.startswith("_") and name != "all.py"
+    }
+    return [f for f in FIRST if f in found] + sorted(found - set(FIRST))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,21 +36,22 @@ def main(argv: list[str] | None = None) -> int:
         description="Run ferroloop's benchmark families one after the other; options other "
         "than those below are passed on to each family (see benches/micro.py --help)."
     )
-    parser.add_argument("--families", help=f"comma-separated subset of: {', '.join(FAMILIES)}")
+    known = families()
+    parser.add_argument("--families", help=f"comma-separated subset of: {', '.join(known)}")
     parser.add_argument("--json-dir", metavar="DIR", help="save DIR/<family>.json per family")
     args, rest = parser.parse_known_args(argv)
     if any(a == "--workloads" or a.startswith(("--workloads=", "--json")) for a in rest):
         parser.error("--workloads and --json are per family; run the family script directly")
-    families = [f.strip() for f in (args.families or ",".join(FAMILIES)).split(",") if f.strip()]
-    unknown = [f for f in families if f not in FAMILIES]
+    chosen = [f.strip() for f in (args.families or ",".join(known)).split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in known]
     if unknown:
-        parser.error(f"unknown families: {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+        parser.error(f"unknown families: {', '.join(unknown)} (known: {', '.join(known)})")
     if args.json_dir:
         os.makedirs(args.json_dir, exist_ok=True)
 
     here = os.path.dirname(os.path.abspath(__file__))
     failed = []
-    for family in families:
+    for family in chosen:
         cmd = [sys.executable, os.path.join(here, f"{family}.py"), *rest]
         if args.json_dir:
             cmd += ["--json", os.path.join(args.json_dir, f"{family}.json")]

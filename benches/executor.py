@@ -9,9 +9,13 @@ uvloop and rloop; the options are those of every family (``--help``, ``--loops``
 
 The executor workloads use whatever the loop runs ``run_in_executor(None, ...)`` on (a
 ``concurrent.futures.ThreadPoolExecutor`` on asyncio, uvloop and rloop; ferroloop's own
-thread pool); one untimed batch starts its threads first, so thread start-up is not timed.  The subprocess workloads run
-``/bin/echo hello`` with ``stdout=PIPE`` and ``communicate()``, check the output and the
-exit status, and time the whole life of each child: fork/exec, the pipe, the exit.
+thread pool); one untimed batch starts its threads first, so thread start-up is not timed.
+Run to run, ``executor_serial`` is bimodal on every loop (a factor of ~2, depending on
+whether the pool thread and the loop share a CPU); the best of 5 is usually the fast mode.
+
+The subprocess workloads run ``/bin/echo hello`` with ``stdout=PIPE`` and
+``communicate()``, check the output and the exit status, and time the whole life of each
+child: fork/exec, the pipe, the exit.
 """
 
 from __future__ import annotations

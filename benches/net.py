@@ -8,9 +8,10 @@ Echo workloads (``sock_echo_1k``, ``streams_echo_*``, ``protocol_echo_*``): the 
 server **and** its clients run on the loop under test, in one process, over real TCP
 sockets on 127.0.0.1 (``TCP_NODELAY`` on both ends).  ``CONNECTIONS`` clients each do
 ping-pong -- send one message, wait until all of it has come back, send the next -- so
-every byte crosses the loop twice per direction and nothing but the loop (and the kernel's
-loopback) is measured.  One operation is one message's round trip.  Connecting and closing
-are not timed.
+each round trip is four socket operations on the loop (the client's send, the server's
+receive and send, the client's receive), and nothing but the loop and the kernel's loopback
+is measured: there is no outside client to saturate.  One operation is one message's round
+trip.  Connecting and closing are not timed.
 
 ``http_hello``: a minimal HTTP/1.1 keep-alive server (an ``asyncio.Protocol`` that splits
 requests on ``\\r\\n\\r\\n`` and answers each with a fixed ``Hello, World!`` response) runs
@@ -19,10 +20,17 @@ loop: ``wrk`` (``HTTP_CONNECTIONS`` connections, ``WRK_THREADS`` thread, ``n`` s
 is on ``PATH``, else this script's own load client (``--_http-client``: one process, plain
 non-blocking sockets and ``selectors``, no event loop).  Set ``FERROLOOP_BENCH_HTTP_CLIENT``
 to ``wrk`` or ``python`` to force one.  One operation is one request; the figure is
-requests per second as counted by the load client.  Each cell also reports the CPU use of
-the load client and of the server process over the run (``client_cpu``/``server_cpu``, in
-per cent of one CPU): a server near 100% with a client well below it means the server --
-the loop -- is the bottleneck, not the load client.
+requests per second as counted by the load client.
+
+The ``http_hello`` cell also reports, for its best run, the CPU use of the load client and
+of the server process (``client_cpu``/``server_cpu``, in per cent of one CPU, from
+``getrusage``) and the server's CPU time per request (``server_us_per_req``, which still
+compares loops that the load client holds to the same rate).  A client at
+``CLIENT_BOUND`` or more is flagged ``bound=load-client``: the figure is then the client's
+limit, not the loop's.  Two sides about half busy each are flagged ``bound=shared-cpu``:
+they shared a CPU, with each other (see ``http_placement``) or with another process.  ``net.py --http-ceiling
+[SECONDS]`` runs the same load against ``http_ceiling.c`` (the same server in C, compiled
+with ``cc``) and prints the same figures: the most the load client can drive here.
 """
 
 from __future__ import annotations
@@ -48,9 +56,12 @@ CONNECTIONS = 8
 #: Load of ``http_hello``: concurrent keep-alive connections, and wrk's thread count.
 HTTP_CONNECTIONS = 50
 WRK_THREADS = 1
-#: Load-client CPU use (fraction of one CPU) from which an ``http_*`` cell is flagged as
+#: Load-client CPU use (fraction of one CPU) from which an ``http_hello`` cell is flagged as
 #: limited by the load client (``bound=load-client``) rather than by the server.
 CLIENT_BOUND = 0.9
+#: Client + server CPU use (fraction of one CPU) up to which, both sides being well below
+#: one CPU each, the two processes are taken to have shared a CPU (``bound=shared-cpu``).
+SHARED_CPU = 1.15
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!"
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -152,7 +163,7 @@ def _sock_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
             elapsed = time.perf_counter() - start
             for sock in clients:
                 sock.close()
-            await asyncio.gather(*servers)
+            await asyncio.wait_for(asyncio.gather(*servers), 10)
             return elapsed
 
     elapsed = loop.run_until_complete(main_coro())
@@ -371,8 +382,41 @@ def http_client_kind() -> str:
     return choice
 
 
-def _run_load_client(port: int, seconds: int) -> dict[str, float]:
-    """Run the load client process to completion; return its counts and CPU seconds."""
+def http_placement() -> tuple[set[int], set[int]] | None:
+    """``(server CPUs, load-client CPUs)`` for ``http_hello``, or ``None`` (the default).
+
+    With ``FERROLOOP_BENCH_HTTP_PIN=1`` and two CPUs or more, the server gets the last
+    allowed CPU and the load client the others.  Left to itself, the scheduler sometimes
+    puts both processes on one CPU for a whole run (``bound=shared-cpu``); pinning avoids
+    that, but on the 2-CPU development VM it also lowered the ceiling (153k against 175k
+    requests/s) and halved the figures whenever anything else ran, so it is not the default.
+    """
+    if os.environ.get("FERROLOOP_BENCH_HTTP_PIN", "0") != "1":
+        return None
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def _pinned(cmd: list[str], cpus: set[int] | None) -> list[str]:
+    """``cmd`` started on ``cpus`` only (``taskset``, or a Python shim that execs it)."""
+    if cpus is None:
+        return cmd
+    cpu_list = ",".join(str(c) for c in sorted(cpus))
+    if taskset := shutil.which("taskset"):
+        return [taskset, "-c", cpu_list, *cmd]
+    shim = (
+        f"import os, sys; os.sched_setaffinity(0, {{{cpu_list}}}); "
+        "os.execvp(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", shim, *cmd]
+
+
+def _run_load_client(port: int, seconds: int, cpus: set[int] | None) -> dict[str, float]:
+    """Run the load client process (on ``cpus``) to completion; return its counts and CPU."""
     url = f"http://{HOST}:{port}/"
     with tempfile.TemporaryDirectory(prefix="ferroloop-bench-") as tmp:
         if http_client_kind() == "wrk":
@@ -390,7 +434,7 @@ def _run_load_client(port: int, seconds: int) -> dict[str, float]:
             ]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=seconds + 30, check=False
+            _pinned(cmd, cpus), capture_output=True, text=True, timeout=seconds + 30, check=False
         )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -420,6 +464,8 @@ def _http_load(loop: asyncio.AbstractEventLoop, n: int) -> tuple[int, float, flo
     state = {"served": 0}
     open_transports: set = set()
     result: dict[str, object] = {}
+    placement = http_placement()
+    server_cpus, client_cpus = placement if placement else (None, None)
 
     async def main_coro() -> None:
         server = await loop.create_server(
@@ -432,7 +478,7 @@ def _http_load(loop: asyncio.AbstractEventLoop, n: int) -> tuple[int, float, flo
             # A plain thread (not the loop's subprocess support, which is under test
             # elsewhere) waits for the load client; it holds no GIL while waiting.
             try:
-                result["value"] = _run_load_client(port, n)
+                result["value"] = _run_load_client(port, n, client_cpus)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop below
                 result["error"] = exc
             loop.call_soon_threadsafe(finished.set_result, None)
@@ -455,7 +501,14 @@ def _http_load(loop: asyncio.AbstractEventLoop, n: int) -> tuple[int, float, flo
             await asyncio.sleep(0.01)
         await server.wait_closed()
 
-    loop.run_until_complete(main_coro())
+    saved = os.sched_getaffinity(0) if server_cpus else None
+    if server_cpus:
+        os.sched_setaffinity(0, server_cpus)  # this thread: the one running the loop
+    try:
+        loop.run_until_complete(main_coro())
+    finally:
+        if saved:
+            os.sched_setaffinity(0, saved)
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
     value: dict[str, float] = result["value"]  # type: ignore[assignment]
@@ -467,14 +520,19 @@ def _http_load(loop: asyncio.AbstractEventLoop, n: int) -> tuple[int, float, flo
 
 
 def _http_info(requests: int, seconds: float, client_s: float, server_s: float) -> dict:
-    """The CPU figures shown with an ``http_*`` cell (per cent of one CPU)."""
+    """The CPU figures shown with an ``http_hello`` cell (per cent of one CPU)."""
+    client, server = client_s / seconds, server_s / seconds
     info = {
-        "client_cpu": f"{100 * client_s / seconds:.0f}%",
-        "server_cpu": f"{100 * server_s / seconds:.0f}%",
+        "client_cpu": f"{100 * client:.0f}%",
+        "server_cpu": f"{100 * server:.0f}%",
         "server_us_per_req": f"{1e6 * server_s / requests:.2f}",
     }
-    if client_s / seconds >= CLIENT_BOUND:
+    if client >= CLIENT_BOUND:
         info["bound"] = "load-client"
+    elif client + server <= SHARED_CPU and max(client, server) < 0.75:
+        # Both sides about half busy and together one CPU: they shared a CPU, with each
+        # other (the scheduler's choice) or with some other busy process.
+        info["bound"] = "shared-cpu"
     return info
 
 
@@ -482,12 +540,6 @@ def http_hello(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
     """Requests/s of a keep-alive ``Hello, World!`` HTTP/1.1 server under a fixed load."""
     requests, seconds, client_s, server_s = _http_load(loop, n)
     return Measured(requests, seconds, _http_info(requests, seconds, client_s, server_s))
-
-
-def http_hello_cpu(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
-    """The same load; requests per second of the server process's CPU time (efficiency)."""
-    requests, seconds, client_s, server_s = _http_load(loop, n)
-    return Measured(requests, server_s, _http_info(requests, seconds, client_s, server_s))
 
 
 def _http_load_client(port: int, connections: int, seconds: float) -> dict[str, object]:
@@ -538,7 +590,7 @@ def _http_load_client(port: int, connections: int, seconds: float) -> dict[str, 
 def http_ceiling(seconds: int) -> int:
     """Run the load client against ``http_ceiling.c`` (a C server) and print the figures.
 
-    This is the check that the load client is not what limits the ``http_*`` workloads:
+    This is the check that the load client is not what limits ``http_hello``:
     a loop whose requests/s come close to this ceiling is measured against the client.
     """
     source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "http_ceiling.c")
@@ -549,12 +601,14 @@ def http_ceiling(seconds: int) -> int:
     with tempfile.TemporaryDirectory(prefix="ferroloop-bench-") as tmp:
         exe = os.path.join(tmp, "http_ceiling")
         subprocess.run([compiler, "-O2", "-o", exe, source], check=True)
+        placement = http_placement()
+        server_cpus, client_cpus = placement if placement else (None, None)
         server = subprocess.Popen(
-            [exe, str(seconds + 30)], stdout=subprocess.PIPE, text=True
+            _pinned([exe, str(seconds + 30)], server_cpus), stdout=subprocess.PIPE, text=True
         )  # exits by itself after seconds + 30 s
         try:
             port = int(server.stdout.readline())  # type: ignore[union-attr]
-            load = _run_load_client(port, seconds)
+            load = _run_load_client(port, seconds, client_cpus)
         finally:
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             server.terminate()
@@ -573,8 +627,16 @@ def http_ceiling(seconds: int) -> int:
 
 def _http_client_description() -> str:
     if http_client_kind() == "wrk":
-        return f"wrk -t{WRK_THREADS} -c{HTTP_CONNECTIONS}"
-    return f"python selectors load client, {HTTP_CONNECTIONS} connections"
+        text = f"wrk -t{WRK_THREADS} -c{HTTP_CONNECTIONS}"
+    else:
+        text = f"python selectors load client, {HTTP_CONNECTIONS} connections"
+    placement = http_placement()
+    if placement:
+        server_cpus, client_cpus = (",".join(map(str, sorted(c))) for c in placement)
+        text += f" (server on CPU {server_cpus}, load client on CPU {client_cpus})"
+    else:
+        text += " (placement left to the scheduler)"
+    return text
 
 
 WORKLOADS = [
@@ -585,7 +647,6 @@ WORKLOADS = [
     Workload("protocol_echo_64k", protocol_echo_64k, 12_000, 600, protocol_echo_64k.__doc__),
     # n is the load duration in seconds (wrk takes whole seconds).
     Workload("http_hello", http_hello, 3, 1, http_hello.__doc__),
-    Workload("http_hello_cpu", http_hello_cpu, 3, 1, http_hello_cpu.__doc__),
 ]
 
 
@@ -597,5 +658,5 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--http-ceiling"]:
         raise SystemExit(http_ceiling(int(sys.argv[2]) if len(sys.argv) > 2 else 3))
     if "--_worker" not in sys.argv and "--list" not in sys.argv:
-        print(f"http_* load client: {_http_client_description()}", flush=True)
+        print(f"http_hello load client: {_http_client_description()}", flush=True)
     raise SystemExit(main("net", WORKLOADS, os.path.abspath(__file__)))
