@@ -145,15 +145,27 @@ impl ThreadPool {
 
     /// In a forked child no worker exists: forget them, keep the queue.
     fn reset_after_fork(&self) {
-        // The child owns a copy of the lock; if a worker held it at fork time
-        // it is locked forever, so replace the state wholesale.
-        // SAFETY-free: force_unlock is avoided; we only touch a fresh value.
-        let mut handles = self.handles.lock();
+        let mut handles = lock_after_fork(&self.handles);
+        // The handles name threads of the parent: never join them here.
         std::mem::forget(std::mem::take(&mut *handles));
-        let mut q = self.shared.queue.lock();
+        let mut q = lock_after_fork(&self.shared.queue);
         q.threads = 0;
         q.idle = 0;
     }
+}
+
+/// Lock `m` in the child of a `fork`: a lock a parent thread held at the fork
+/// can never be released (that thread does not exist in the child), so it is
+/// forced open.
+fn lock_after_fork<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
+    if let Some(guard) = m.try_lock() {
+        return guard;
+    }
+    // SAFETY: only called from the after-fork-in-child hook, where the forking
+    // thread is the only thread; whoever held the lock is gone and the data it
+    // protects is plain bookkeeping we reset right after.
+    unsafe { m.force_unlock() };
+    m.lock()
 }
 
 /// Give the worker the Python thread name asyncio's default executor uses.
@@ -270,7 +282,10 @@ pub fn _shutdown_all_pools(py: Python<'_>) {
 /// Reset pools in a forked child (no worker thread survives `fork`).
 #[pyfunction]
 pub fn _after_fork_child() {
-    let pools: Vec<Arc<ThreadPool>> = POOLS.lock().iter().filter_map(Weak::upgrade).collect();
+    let pools: Vec<Arc<ThreadPool>> = lock_after_fork(&POOLS)
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
     for pool in pools {
         pool.reset_after_fork();
     }
