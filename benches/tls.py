@@ -32,6 +32,7 @@ import ssl
 import time
 
 from _common import Measured, Workload, main  # the script's own folder is first on sys.path
+from net import _EchoClientProtocol, _EchoServerProtocol, _message  # the same echo as net.py's
 
 HOST = "127.0.0.1"
 SERVER_NAME = "localhost"
@@ -64,10 +65,6 @@ def _tls_call(loop: asyncio.AbstractEventLoop, what: str):
         raise NotImplementedError(
             f"{type(loop).__module__}: {what}(ssl=...) not implemented"
         ) from exc
-
-
-def _message(size: int) -> bytes:
-    return bytes(i & 0xFF for i in range(size))
 
 
 class _Countdown:
@@ -105,60 +102,6 @@ async def _server_side_closed(
 
 
 # --------------------------------------------------------------------------- protocol echo
-
-
-class _EchoServerProtocol(asyncio.Protocol):
-    def __init__(self, closed: _Countdown, transports: list[asyncio.BaseTransport]) -> None:
-        self.closed = closed
-        self.transports = transports
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.transports.append(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed.count()
-
-
-class _EchoClientProtocol(asyncio.Protocol):
-    def __init__(self, loop: asyncio.AbstractEventLoop, msg: bytes, rounds: int) -> None:
-        self.msg = msg
-        self.size = len(msg)
-        self.rounds = rounds
-        self.received = 0
-        self.count = 0
-        self.transport: asyncio.Transport | None = None
-        self.finished = loop.create_future()
-        self.lost = loop.create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def start(self) -> None:
-        self.transport.write(self.msg)  # type: ignore[union-attr]
-
-    def data_received(self, data: bytes) -> None:
-        self.received += len(data)
-        if self.received < self.size:
-            return
-        if self.received > self.size:
-            raise AssertionError(f"echoed {self.received} bytes, sent {self.size}")
-        self.received = 0
-        self.count += 1
-        if self.count < self.rounds:
-            self.transport.write(self.msg)  # type: ignore[union-attr]
-        elif not self.finished.done():
-            self.finished.set_result(self.count)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished.done():
-            self.finished.set_exception(ConnectionError(f"connection lost early: {exc!r}"))
-        if not self.lost.done():
-            self.lost.set_result(None)
 
 
 def _protocol_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
