@@ -28,9 +28,10 @@ of the server process (``client_cpu``/``server_cpu``, in per cent of one CPU, fr
 compares loops that the load client holds to the same rate).  A client at
 ``CLIENT_BOUND`` or more is flagged ``bound=load-client``: the figure is then the client's
 limit, not the loop's.  Two sides about half busy each are flagged ``bound=shared-cpu``:
-they shared a CPU, with each other (see ``http_placement``) or with another process.  ``net.py --http-ceiling
-[SECONDS]`` runs the same load against ``http_ceiling.c`` (the same server in C, compiled
-with ``cc``) and prints the same figures: the most the load client can drive here.
+they shared a CPU, with another process or (unpinned, see ``http_placement``) each other.
+``net.py --http-ceiling [SECONDS]`` runs the same load against ``http_ceiling.c`` (the same
+server in C, compiled with ``cc``) and prints the same figures: the most the load client
+can drive here.
 """
 
 from __future__ import annotations
@@ -383,15 +384,17 @@ def http_client_kind() -> str:
 
 
 def http_placement() -> tuple[set[int], set[int]] | None:
-    """``(server CPUs, load-client CPUs)`` for ``http_hello``, or ``None`` (the default).
+    """``(server CPUs, load-client CPUs)`` for ``http_hello``, or ``None`` (not pinned).
 
-    With ``FERROLOOP_BENCH_HTTP_PIN=1`` and two CPUs or more, the server gets the last
-    allowed CPU and the load client the others.  Left to itself, the scheduler sometimes
-    puts both processes on one CPU for a whole run (``bound=shared-cpu``); pinning avoids
-    that, but on the 2-CPU development VM it also lowered the ceiling (153k against 175k
-    requests/s) and halved the figures whenever anything else ran, so it is not the default.
+    With two CPUs or more, the server gets the last allowed CPU and the load client the
+    others.  Left to itself, the scheduler often keeps both processes on one CPU for all the
+    runs of a cell (each side then about half busy: ``bound=shared-cpu``, ~140k instead of
+    ~190k requests/s on the 2-CPU development VM), a lottery from cell to cell.  Pinned,
+    the placement is the same for every loop; the price is that any other busy process
+    on either CPU halves the figures (also flagged ``bound=shared-cpu``).
+    ``FERROLOOP_BENCH_HTTP_PIN=0`` leaves the placement to the scheduler.
     """
-    if os.environ.get("FERROLOOP_BENCH_HTTP_PIN", "0") != "1":
+    if os.environ.get("FERROLOOP_BENCH_HTTP_PIN", "1") == "0":
         return None
     if not hasattr(os, "sched_getaffinity"):
         return None
