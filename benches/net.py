@@ -179,8 +179,23 @@ def sock_echo_1k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
 # --------------------------------------------------------------------------- streams echo
 
 
-def _streams_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
-    """``CONNECTIONS`` stream clients ping-pong ``size``-byte messages with a stream server."""
+def _streams_echo(
+    loop: asyncio.AbstractEventLoop,
+    n: int,
+    size: int,
+    *,
+    server_kwargs: dict | None = None,
+    client_kwargs: dict | None = None,
+    teardown=None,
+) -> Measured:
+    """``CONNECTIONS`` stream clients ping-pong ``size``-byte messages with a stream server.
+
+    ``server_kwargs``/``client_kwargs`` go to ``start_server``/``open_connection`` (TLS
+    passes its contexts there); ``teardown`` replaces ``_server_side_closed``.
+    """
+    server_kwargs = server_kwargs or {}
+    client_kwargs = client_kwargs or {}
+    teardown = teardown or _server_side_closed
     per_conn = max(1, n // CONNECTIONS)
     msg = _message(size)
     handlers = _Countdown(loop, CONNECTIONS)
@@ -208,9 +223,13 @@ def _streams_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measure
                 raise AssertionError(f"echoed {len(data)} bytes, sent {size}")
 
     async def main_coro() -> tuple[float, dict[str, str] | None]:
-        server = await asyncio.start_server(handle, HOST, 0, backlog=CONNECTIONS)
+        server = await asyncio.start_server(
+            handle, HOST, 0, backlog=CONNECTIONS, **server_kwargs
+        )
         port = server.sockets[0].getsockname()[1]
-        conns = [await asyncio.open_connection(HOST, port) for _ in range(CONNECTIONS)]
+        conns = [
+            await asyncio.open_connection(HOST, port, **client_kwargs) for _ in range(CONNECTIONS)
+        ]
         start = time.perf_counter()
         await asyncio.gather(*(client(r, w) for r, w in conns))
         elapsed = time.perf_counter() - start
@@ -218,7 +237,7 @@ def _streams_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measure
             writer.close()
         for _, writer in conns:
             await writer.wait_closed()
-        note = await _server_side_closed(handlers, server_transports)
+        note = await teardown(handlers, server_transports)
         server.close()
         await server.wait_closed()
         return elapsed, note
@@ -294,8 +313,22 @@ class _EchoClientProtocol(asyncio.Protocol):
             self.lost.set_result(None)
 
 
-def _protocol_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
-    """``CONNECTIONS`` Protocol clients ping-pong ``size``-byte messages, callbacks only."""
+def _protocol_echo(
+    loop: asyncio.AbstractEventLoop,
+    n: int,
+    size: int,
+    *,
+    server_kwargs: dict | None = None,
+    client_kwargs: dict | None = None,
+    teardown=None,
+) -> Measured:
+    """``CONNECTIONS`` Protocol clients ping-pong ``size``-byte messages, callbacks only.
+
+    The keyword arguments are those of ``_streams_echo``.
+    """
+    server_kwargs = server_kwargs or {}
+    client_kwargs = client_kwargs or {}
+    teardown = teardown or _server_side_closed
     per_conn = max(1, n // CONNECTIONS)
     msg = _message(size)
     server_closed = _Countdown(loop, CONNECTIONS)
@@ -307,12 +340,13 @@ def _protocol_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measur
             HOST,
             0,
             backlog=CONNECTIONS,
+            **server_kwargs,
         )
         port = server.sockets[0].getsockname()[1]
         protocols: list[_EchoClientProtocol] = []
         for _ in range(CONNECTIONS):
             _, proto = await loop.create_connection(
-                lambda: _EchoClientProtocol(loop, msg, per_conn), HOST, port
+                lambda: _EchoClientProtocol(loop, msg, per_conn), HOST, port, **client_kwargs
             )
             protocols.append(proto)
         start = time.perf_counter()
@@ -323,7 +357,7 @@ def _protocol_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measur
         for proto in protocols:
             proto.transport.close()  # type: ignore[union-attr]
         await asyncio.gather(*(proto.lost for proto in protocols))
-        note = await _server_side_closed(server_closed, server_transports)
+        note = await teardown(server_closed, server_transports)
         server.close()
         await server.wait_closed()
         return elapsed, note

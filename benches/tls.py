@@ -32,7 +32,8 @@ import ssl
 import time
 
 from _common import Measured, Workload, main  # the script's own folder is first on sys.path
-from net import _EchoClientProtocol, _EchoServerProtocol, _message  # the same echo as net.py's
+import net  # the echo workloads are net.py's, with TLS keyword arguments
+from net import _Countdown
 
 HOST = "127.0.0.1"
 SERVER_NAME = "localhost"
@@ -67,21 +68,6 @@ def _tls_call(loop: asyncio.AbstractEventLoop, what: str):
         ) from exc
 
 
-class _Countdown:
-    """A future that resolves once ``count()`` has been called ``n`` times."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
-        self.left = n
-        self.done = loop.create_future()
-        if n <= 0:
-            self.done.set_result(None)
-
-    def count(self) -> None:
-        self.left -= 1
-        if self.left == 0 and not self.done.done():
-            self.done.set_result(None)
-
-
 async def _server_side_closed(
     closed: _Countdown, transports: list[asyncio.BaseTransport]
 ) -> dict[str, str] | None:
@@ -104,49 +90,25 @@ async def _server_side_closed(
 # --------------------------------------------------------------------------- protocol echo
 
 
-def _protocol_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
-    """``CONNECTIONS`` TLS Protocol clients ping-pong ``size``-byte messages."""
+def _tls_kwargs() -> tuple[dict, dict]:
+    """``start_server``/``create_server`` and ``open_connection``/``create_connection``
+    keyword arguments that put TLS under net.py's echo workloads."""
     server_ctx, client_ctx = _contexts()
-    per_conn = max(1, n // CONNECTIONS)
-    msg = _message(size)
-    server_closed = _Countdown(loop, CONNECTIONS)
-    server_transports: list[asyncio.BaseTransport] = []
+    return {"ssl": server_ctx}, {"ssl": client_ctx, "server_hostname": SERVER_NAME}
 
-    async def main_coro() -> tuple[float, dict[str, str] | None]:
-        with _tls_call(loop, "create_server"):
-            server = await loop.create_server(
-                lambda: _EchoServerProtocol(server_closed, server_transports),
-                HOST,
-                0,
-                ssl=server_ctx,
-                backlog=CONNECTIONS,
-            )
-        port = server.sockets[0].getsockname()[1]
-        protocols: list[_EchoClientProtocol] = []
-        for _ in range(CONNECTIONS):
-            _, proto = await loop.create_connection(
-                lambda: _EchoClientProtocol(loop, msg, per_conn),
-                HOST,
-                port,
-                ssl=client_ctx,
-                server_hostname=SERVER_NAME,
-            )
-            protocols.append(proto)
-        start = time.perf_counter()
-        for proto in protocols:
-            proto.start()
-        await asyncio.gather(*(proto.finished for proto in protocols))
-        elapsed = time.perf_counter() - start
-        for proto in protocols:
-            proto.transport.close()  # type: ignore[union-attr]
-        await asyncio.gather(*(proto.lost for proto in protocols))
-        note = await _server_side_closed(server_closed, server_transports)
-        server.close()
-        await server.wait_closed()
-        return elapsed, note
 
-    elapsed, note = loop.run_until_complete(main_coro())
-    return Measured(per_conn * CONNECTIONS, elapsed, note)
+def _protocol_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
+    """net.py's Protocol echo over TLS."""
+    server_kwargs, client_kwargs = _tls_kwargs()
+    with _tls_call(loop, "create_server"):
+        return net._protocol_echo(
+            loop,
+            n,
+            size,
+            server_kwargs=server_kwargs,
+            client_kwargs=client_kwargs,
+            teardown=_server_side_closed,
+        )
 
 
 def tls_protocol_echo_1k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
@@ -163,58 +125,17 @@ def tls_protocol_echo_64k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
 
 
 def _streams_echo(loop: asyncio.AbstractEventLoop, n: int, size: int) -> Measured:
-    """``CONNECTIONS`` TLS stream clients ping-pong ``size``-byte messages."""
-    server_ctx, client_ctx = _contexts()
-    per_conn = max(1, n // CONNECTIONS)
-    msg = _message(size)
-    handlers = _Countdown(loop, CONNECTIONS)
-    server_transports: list[asyncio.BaseTransport] = []
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server_transports.append(writer.transport)
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-        except ConnectionError:
-            pass  # aborted by _server_side_closed
-        finally:
-            handlers.count()
-
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for _ in range(per_conn):
-            writer.write(msg)
-            await writer.drain()
-            data = await reader.readexactly(size)
-            if len(data) != size:
-                raise AssertionError(f"echoed {len(data)} bytes, sent {size}")
-
-    async def main_coro() -> tuple[float, dict[str, str] | None]:
-        with _tls_call(loop, "create_server"):
-            server = await asyncio.start_server(
-                handle, HOST, 0, ssl=server_ctx, backlog=CONNECTIONS
-            )
-        port = server.sockets[0].getsockname()[1]
-        conns = [
-            await asyncio.open_connection(HOST, port, ssl=client_ctx, server_hostname=SERVER_NAME)
-            for _ in range(CONNECTIONS)
-        ]
-        start = time.perf_counter()
-        await asyncio.gather(*(client(r, w) for r, w in conns))
-        elapsed = time.perf_counter() - start
-        for _, writer in conns:
-            writer.close()
-        for _, writer in conns:
-            await writer.wait_closed()
-        note = await _server_side_closed(handlers, server_transports)
-        server.close()
-        await server.wait_closed()
-        return elapsed, note
-
-    elapsed, note = loop.run_until_complete(main_coro())
-    return Measured(per_conn * CONNECTIONS, elapsed, note)
+    """net.py's streams echo over TLS."""
+    server_kwargs, client_kwargs = _tls_kwargs()
+    with _tls_call(loop, "create_server"):
+        return net._streams_echo(
+            loop,
+            n,
+            size,
+            server_kwargs=server_kwargs,
+            client_kwargs=client_kwargs,
+            teardown=_server_side_closed,
+        )
 
 
 def tls_streams_echo_1k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
