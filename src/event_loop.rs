@@ -703,79 +703,36 @@ impl EventLoop {
             }
             Ready::Step(task, exc) => {
                 let task = task.bind(py);
-                let ctx = task.get().context(py);
-                let ctx = ctx.bind(py);
-                let result = if ffi::is_context(ctx) {
-                    ffi::context_enter(ctx).and_then(|()| {
-                        let r = task_step(task, exc.as_ref().map(|e| e.bind(py).clone()));
-                        let exit = ffi::context_exit(ctx);
-                        r.and(exit)
-                    })
-                } else {
-                    // A task made with a non-Context `context=`: `context.run(step)`.
-                    let step = Py::new(
-                        py,
-                        crate::callbacks::TaskStep {
+                Self::run_task_callback(
+                    slf,
+                    task,
+                    || task_step(task, exc.as_ref().map(|e| e.bind(py).clone())),
+                    || {
+                        let step = crate::callbacks::TaskStep {
                             task: task.clone().unbind(),
                             exc: exc.as_ref().map(|e| e.clone_ref(py)),
-                        },
-                    )?;
-                    call_in_context(py, step.bind(py).as_any(), None, ctx)
-                };
-                match result {
-                    Ok(()) => Ok(()),
-                    Err(err) => {
-                        let step = Py::new(
-                            py,
-                            crate::callbacks::TaskStep {
-                                task: task.clone().unbind(),
-                                exc,
-                            },
-                        )?;
-                        Self::report_native_error(slf, err, step.bind(py).as_any(), None, ctx)
-                    }
-                }
+                        };
+                        Ok((Bound::new(py, step)?.into_any(), None))
+                    },
+                )
             }
             Ready::Wakeup(task, fut) => {
                 let task = task.bind(py);
-                let ctx = task.get().context(py);
-                let ctx = ctx.bind(py);
                 let fut = fut.bind(py);
-                let result = if ffi::is_context(ctx) {
-                    ffi::context_enter(ctx).and_then(|()| {
-                        let r = task_wakeup(task, fut);
-                        let exit = ffi::context_exit(ctx);
-                        r.and(exit)
-                    })
-                } else {
-                    let wakeup = Py::new(
-                        py,
-                        crate::callbacks::TaskWakeup {
+                Self::run_task_callback(
+                    slf,
+                    task,
+                    || task_wakeup(task, fut),
+                    || {
+                        let wakeup = crate::callbacks::TaskWakeup {
                             task: task.clone().unbind(),
-                        },
-                    )?;
-                    let args = PyTuple::new(py, [fut])?;
-                    call_in_context(py, wakeup.bind(py).as_any(), Some(&args), ctx)
-                };
-                match result {
-                    Ok(()) => Ok(()),
-                    Err(err) => {
-                        let wakeup = Py::new(
-                            py,
-                            crate::callbacks::TaskWakeup {
-                                task: task.clone().unbind(),
-                            },
-                        )?;
-                        let args = PyTuple::new(py, [fut])?;
-                        Self::report_native_error(
-                            slf,
-                            err,
-                            wakeup.bind(py).as_any(),
-                            Some(&args),
-                            ctx,
-                        )
-                    }
-                }
+                        };
+                        Ok((
+                            Bound::new(py, wakeup)?.into_any(),
+                            Some(PyTuple::new(py, [fut])?),
+                        ))
+                    },
+                )
             }
             Ready::Callback { cb, arg, ctx } => {
                 let cb = cb.bind(py);
@@ -784,6 +741,37 @@ impl EventLoop {
                     Ok(()) => Ok(()),
                     Err(err) => Self::report_native_error(slf, err, cb, Some(&args), ctx.bind(py)),
                 }
+            }
+        }
+    }
+
+    /// Run a task's step or wake-up in the task's context: natively when the
+    /// context is a `contextvars.Context`, otherwise as asyncio does,
+    /// `context.run(wrapper, *args)`. Errors are reported like a handle's, naming
+    /// the wrapper (`wrapper` builds the Python callable and its arguments).
+    fn run_task_callback<'py>(
+        slf: &Bound<'py, Self>,
+        task: &Bound<'py, Task>,
+        native: impl FnOnce() -> PyResult<()>,
+        wrapper: impl Fn() -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyTuple>>)>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let ctx = task.get().context(py).into_bound(py);
+        let result = if ffi::is_context(&ctx) {
+            ffi::context_enter(&ctx).and_then(|()| {
+                let r = native();
+                let exit = ffi::context_exit(&ctx);
+                r.and(exit)
+            })
+        } else {
+            let (cb, args) = wrapper()?;
+            call_in_context(py, &cb, args.as_ref(), &ctx)
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let (cb, args) = wrapper()?;
+                Self::report_native_error(slf, err, &cb, args.as_ref(), &ctx)
             }
         }
     }
