@@ -245,3 +245,27 @@ pub fn refcount(obj: &Bound<'_, PyAny>) -> isize {
     // SAFETY: GIL held (the Bound proves it); reading ob_refcnt of a live object.
     unsafe { ffi::Py_REFCNT(obj.as_ptr()) }
 }
+
+/// Run `f` with a read-only `memoryview` over `data`, released before returning
+/// (so nothing `f` called can keep reading the borrowed memory afterwards).
+pub fn with_memoryview<'py, R>(
+    py: Python<'py>,
+    data: &[u8],
+    f: impl FnOnce(&Bound<'py, PyAny>) -> PyResult<R>,
+) -> PyResult<R> {
+    // SAFETY: the view points at `data`, which outlives it: it is released below
+    // (a view someone still holds then raises ValueError instead of reading).
+    let view = unsafe {
+        let ptr = ffi::PyMemoryView_FromMemory(
+            data.as_ptr() as *mut std::ffi::c_char,
+            data.len() as ffi::Py_ssize_t,
+            ffi::PyBUF_READ,
+        );
+        Bound::from_owned_ptr_or_err(py, ptr)?
+    };
+    let result = f(&view);
+    let released = view.call_method0(pyo3::intern!(py, "release"));
+    let value = result?;
+    released?;
+    Ok(value)
+}

@@ -13,6 +13,7 @@ mod pyrefs;
 mod task;
 mod threadpool;
 mod timers;
+mod tls;
 mod transport;
 
 use pyo3::prelude::*;
@@ -67,6 +68,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<callbacks::TaskStep>()?;
     m.add_class::<callbacks::TaskWakeup>()?;
     m.add_class::<transport::StreamTransport>()?;
+    m.add_class::<tls::TlsProtocolCore>()?;
     m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(future::_set_class_views, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;

@@ -17,6 +17,7 @@ use crate::event_loop::EventLoop;
 use crate::gil_cell::GilCell;
 use crate::handles::is_fatal;
 use crate::pyrefs::refs;
+use crate::tls::TlsProtocolCore;
 
 /// Bytes read per `recv` (asyncio's `max_size`).
 pub const MAX_READ: usize = 256 * 1024;
@@ -35,6 +36,9 @@ pub struct StreamState {
     protocol: Option<Py<PyAny>>,
     data_received: Option<Py<PyAny>>,
     buffered: bool,
+    /// The protocol when it is ferroloop's TLS protocol: received bytes go
+    /// straight to its native record pump.
+    tls: Option<Py<TlsProtocolCore>>,
     wbuf: Vec<u8>,
     wpos: usize,
     closing: bool,
@@ -157,7 +161,7 @@ impl StreamTransport {
     /// does not consume: the fd is then re-armed to be read again.
     pub fn read_ready(slf: &Bound<'_, Self>, hup: bool) -> PyResult<()> {
         let py = slf.py();
-        let (fd, buffered, cb) = {
+        let (fd, buffered, cb, tls) = {
             let st = slf.get().state.borrow(py);
             if st.conn_lost > 0 || !st.want_read {
                 return Ok(());
@@ -166,8 +170,12 @@ impl StreamTransport {
                 st.fd,
                 st.buffered,
                 st.data_received.as_ref().map(|c| c.clone_ref(py)),
+                st.tls.as_ref().map(|t| t.clone_ref(py)),
             )
         };
+        if let Some(tls) = tls {
+            return Self::read_ready_tls(slf, fd, tls.bind(py), hup);
+        }
         if buffered {
             // The protocol's buffer may be smaller than what is waiting.
             let more = slf.call_method0(intern!(py, "_read_ready__get_buffer"))?;
@@ -234,6 +242,64 @@ impl StreamTransport {
             Self::rearm_if_reading(slf);
         }
         Ok(())
+    }
+
+    /// The fd is readable and the protocol is ferroloop's TLS protocol: one
+    /// `recv` into the shared buffer, fed to the protocol's record pump (what
+    /// the BufferedProtocol path does through `get_buffer`/`buffer_updated`).
+    fn read_ready_tls(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        tls: &Bound<'_, TlsProtocolCore>,
+        hup: bool,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let mut buf = READ_BUF.borrow_mut(py);
+        if buf.len() < MAX_READ {
+            buf.resize(MAX_READ, 0);
+        }
+        // SAFETY: `buf` has MAX_READ writable bytes; `fd` belongs to this transport.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), MAX_READ, 0) };
+        if n < 0 {
+            drop(buf);
+            let e = last_errno();
+            if would_block(e) {
+                return Ok(());
+            }
+            return Self::fatal(
+                slf,
+                errno_error(py, e),
+                "Fatal read error on socket transport",
+            );
+        }
+        let n = n as usize;
+        if n == 0 {
+            drop(buf);
+            return slf
+                .call_method0(intern!(py, "_read_ready__on_eof"))
+                .map(drop);
+        }
+        // The bytes are copied into the incoming BIO before any Python code runs
+        // that could start another read of the shared buffer.
+        let written = TlsProtocolCore::write_incoming(tls, &buf[..n]);
+        drop(buf);
+        if let Err(err) = written.and_then(|()| TlsProtocolCore::on_incoming(tls)) {
+            return Self::fatal(
+                slf,
+                err,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            );
+        }
+        if n == MAX_READ || hup {
+            Self::rearm_if_reading(slf);
+        }
+        Ok(())
+    }
+
+    /// `write(data)` for a `bytes` object (the TLS pump's encrypted records).
+    pub fn write_bytes(slf: &Bound<'_, Self>, data: &Bound<'_, PyBytes>) -> PyResult<()> {
+        Self::check_writable(slf)?;
+        Self::write_slice(slf, data.as_bytes())
     }
 
     /// The fd is writable: flush as much of the buffer as the socket takes.
@@ -455,6 +521,7 @@ impl StreamTransport {
                 protocol: None,
                 data_received: None,
                 buffered: false,
+                tls: None,
                 wbuf: Vec::new(),
                 wpos: 0,
                 closing: false,
@@ -491,12 +558,17 @@ impl StreamTransport {
         } else {
             Some(protocol.getattr(intern!(py, "data_received"))?.unbind())
         };
+        let tls = protocol
+            .cast::<TlsProtocolCore>()
+            .ok()
+            .map(|p| p.clone().unbind());
         let old = {
             let mut st = self.state.borrow_mut(py);
-            st.buffered = buffered;
+            st.buffered = buffered && tls.is_none();
             (
                 st.protocol.replace(protocol.clone().unbind()),
                 std::mem::replace(&mut st.data_received, data_received),
+                std::mem::replace(&mut st.tls, tls),
             )
         };
         drop(old);
@@ -536,7 +608,7 @@ impl StreamTransport {
             (
                 st.loop_.take(),
                 st.fd,
-                st.protocol.take(),
+                (st.protocol.take(), st.tls.take()),
                 st.data_received.take(),
             )
         };
@@ -713,6 +785,7 @@ impl StreamTransport {
             visit.call(&st.loop_)?;
             visit.call(&st.protocol)?;
             visit.call(&st.data_received)?;
+            visit.call(&st.tls)?;
         }
         Ok(())
     }
@@ -721,7 +794,12 @@ impl StreamTransport {
         Python::attach(|py| {
             let taken = {
                 let mut st = self.state.borrow_mut(py);
-                (st.loop_.take(), st.protocol.take(), st.data_received.take())
+                (
+                    st.loop_.take(),
+                    st.protocol.take(),
+                    st.data_received.take(),
+                    st.tls.take(),
+                )
             };
             drop(taken);
         });

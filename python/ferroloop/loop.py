@@ -22,6 +22,7 @@ import weakref
 from asyncio import base_events, coroutines, events, futures, selector_events, unix_events
 
 from ._ferroloop import EventLoop, _after_fork_child, _shutdown_all_pools
+from .sslproto import start_tls
 from .transports import SocketTransport, make_ssl_transport
 
 __all__ = ("Loop",)
@@ -40,7 +41,7 @@ _BORROWED = {
         "create_datagram_endpoint", "_ensure_resolved", "_create_server_getaddrinfo",
         "create_server", "connect_accepted_socket", "sock_sendfile",
         "_sock_sendfile_fallback", "_check_sendfile_params", "sendfile",
-        "_sendfile_fallback", "start_tls", "connect_read_pipe", "connect_write_pipe",
+        "_sendfile_fallback", "connect_read_pipe", "connect_write_pipe",
         "subprocess_shell", "subprocess_exec", "_log_subprocess",
     ),
     _Selector: (
@@ -216,6 +217,7 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     _make_ssl_transport = make_ssl_transport
+    start_tls = start_tls
 
     # -- signals ----------------------------------------------------------------
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import socket
 import warnings
-from asyncio import base_events, constants, futures, protocols, sslproto, transports, trsock
+from asyncio import base_events, constants, futures, protocols, transports, trsock
 from asyncio.log import logger
 
 from ._ferroloop import StreamTransport
+from .sslproto import SSLProtocol
 
 __all__ = ("SocketTransport", "make_ssl_transport")
 
@@ -262,8 +263,9 @@ def make_ssl_transport(
     ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
     ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
 ):
-    """asyncio's SSLProtocol (ssl.MemoryBIO) over a native socket transport."""
-    ssl_protocol = sslproto.SSLProtocol(
+    """ferroloop's SSLProtocol (asyncio's, with a native record pump) over a
+    native socket transport."""
+    ssl_protocol = SSLProtocol(
         loop,
         protocol,
         sslcontext,

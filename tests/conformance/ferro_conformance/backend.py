@@ -9,6 +9,7 @@ the very same test classes and produce the very same test ids.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import dataclasses
 from collections.abc import Callable
 
@@ -28,6 +29,8 @@ class Backend:
     EventLoopPolicy: type
     Handle: type | None
     TimerHandle: type | None
+    #: The SSL/TLS protocol (``ssl.MemoryBIO``) the loop's TLS transports use.
+    SSLProtocol: type
 
 
 def _asyncio_backend() -> Backend:
@@ -41,12 +44,14 @@ def _asyncio_backend() -> Backend:
         EventLoopPolicy=asyncio.DefaultEventLoopPolicy,
         Handle=asyncio.Handle,
         TimerHandle=asyncio.TimerHandle,
+        SSLProtocol=asyncio.sslproto.SSLProtocol,
     )
 
 
 def _ferroloop_backend() -> Backend:
     """The native classes of ferroloop; ``Handle``/``TimerHandle`` are optional."""
     import ferroloop
+    import ferroloop.sslproto
 
     return Backend(
         name="ferroloop",
@@ -57,6 +62,7 @@ def _ferroloop_backend() -> Backend:
         EventLoopPolicy=ferroloop.EventLoopPolicy,
         Handle=getattr(ferroloop, "Handle", None),
         TimerHandle=getattr(ferroloop, "TimerHandle", None),
+        SSLProtocol=ferroloop.sslproto.SSLProtocol,
     )
 
 

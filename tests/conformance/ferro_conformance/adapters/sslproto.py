@@ -1,12 +1,16 @@
 """test_sslproto: asyncio's ``SSLProtocol`` and ``loop.start_tls()`` on a backend loop.
 
-* ``SslProtoHandshakeTests`` creates its loop with ``asyncio.new_event_loop()``, so it
-  gets a backend loop from the installed policy; it is re-declared unchanged.
+* ``SslProtoHandshakeTests`` is the stdlib class with ``sslproto.SSLProtocol`` (the name
+  its test methods construct) bound to the backend's SSL protocol class, and its loop
+  from ``asyncio.new_event_loop()``, i.e. a backend loop through the installed policy.
 * ``FerroStartTLSTests`` is ``SelectorStartTLSTests`` (``BaseStartTLS``) with
   ``new_loop()`` returning a backend loop instead of asyncio's ``SelectorEventLoop``.
 """
 
 from __future__ import annotations
+
+import types
+from unittest import mock
 
 import test.test_asyncio.test_sslproto as std
 
@@ -16,7 +20,15 @@ B = backend.active()
 
 
 class SslProtoHandshakeTests(std.SslProtoHandshakeTests):
-    """The stdlib class as-is: it runs on the backend loop through the policy."""
+    """The stdlib tests, constructing the backend's SSL protocol class."""
+
+    def setUp(self):
+        super().setUp()
+        patcher = mock.patch.object(
+            std, "sslproto", types.SimpleNamespace(SSLProtocol=B.SSLProtocol)
+        )
+        patcher.start()
+        self.addCleanup(patcher.stop)
 
 
 class FerroStartTLSTests(std.SelectorStartTLSTests):
