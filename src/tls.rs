@@ -222,7 +222,10 @@ impl TlsProtocolCore {
     /// Whether `SSLObject.read` could return anything without more input: with an
     /// empty incoming BIO (not at EOF) and no plaintext pending inside OpenSSL, a
     /// read can only raise `SSLWantReadError`, which is costly to build and catch.
-    fn may_have_plaintext(incoming: &Bound<'_, PyAny>, engine: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn may_have_plaintext(
+        incoming: &Bound<'_, PyAny>,
+        engine: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
         let py = incoming.py();
         if pending_of(incoming)? > 0 || incoming.getattr(intern!(py, "eof"))?.is_truthy()? {
             return Ok(true);
@@ -238,7 +241,10 @@ impl TlsProtocolCore {
         let py = slf.py();
         let (incoming, engine) = {
             let me = slf.borrow();
-            (field(py, &me.incoming, "pending")?, field(py, &me.engine, "read")?)
+            (
+                field(py, &me.incoming, "pending")?,
+                field(py, &me.engine, "read")?,
+            )
         };
         let mut chunks: Vec<Bound<'_, PyAny>> = Vec::new();
         let mut close_notify = false;
@@ -281,12 +287,17 @@ impl TlsProtocolCore {
         let py = slf.py();
         let (backlog, engine) = {
             let me = slf.borrow();
-            (field(py, &me.write_backlog, "popleft")?, field(py, &me.engine, "write")?)
+            (
+                field(py, &me.write_backlog, "popleft")?,
+                field(py, &me.engine, "write")?,
+            )
         };
         let drain = || -> PyResult<()> {
             while backlog.is_truthy()? {
                 let data = backlog.get_item(0)?;
-                let count: i64 = engine.call_method1(intern!(py, "write"), (&data,))?.extract()?;
+                let count: i64 = engine
+                    .call_method1(intern!(py, "write"), (&data,))?
+                    .extract()?;
                 let data_len = len_of(&data)?;
                 if count < data_len {
                     let rest = data.get_item(pyo3::types::PySlice::new(
@@ -325,7 +336,9 @@ impl TlsProtocolCore {
                 let transport = field(py, &slf.borrow().transport, "write")?;
                 match (transport.cast::<StreamTransport>(), data.cast::<PyBytes>()) {
                     (Ok(native), Ok(bytes)) => StreamTransport::write_bytes(native, bytes)?,
-                    _ => transport.call_method1(intern!(py, "write"), (data,)).map(drop)?,
+                    _ => transport
+                        .call_method1(intern!(py, "write"), (data,))
+                        .map(drop)?,
                 }
             }
         }
@@ -337,14 +350,20 @@ impl TlsProtocolCore {
     fn control_app_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let size = Self::write_buffer_size_of(slf)? as f64;
-        let crossing = {
+        let (paused, mark) = {
             let me = slf.borrow();
-            if me.app_writing_paused {
-                size <= as_number(py, &me.outgoing_low_water)?
+            let mark = if me.app_writing_paused {
+                &me.outgoing_low_water
             } else {
-                size >= as_number(py, &me.outgoing_high_water)?
-            }
+                &me.outgoing_high_water
+            };
+            (
+                me.app_writing_paused,
+                mark.as_ref().map(|m| m.clone_ref(py)),
+            )
         };
+        let mark = as_number(py, &mark)?;
+        let crossing = if paused { size <= mark } else { size >= mark };
         if crossing {
             slf.call_method0(intern!(py, "_control_app_writing"))?;
         }
@@ -356,22 +375,27 @@ impl TlsProtocolCore {
     fn control_ssl_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let size = Self::read_buffer_size_of(slf)? as f64;
-        let action = {
-            let mut me = slf.borrow_mut();
-            if size >= as_number(py, &me.incoming_high_water)? && !me.ssl_reading_paused {
-                me.ssl_reading_paused = true;
-                Some(intern!(py, "pause_reading"))
-            } else if size <= as_number(py, &me.incoming_low_water)? && me.ssl_reading_paused {
-                me.ssl_reading_paused = false;
-                Some(intern!(py, "resume_reading"))
+        let (paused, mark) = {
+            let me = slf.borrow();
+            let mark = if me.ssl_reading_paused {
+                &me.incoming_low_water
             } else {
-                None
-            }
+                &me.incoming_high_water
+            };
+            (
+                me.ssl_reading_paused,
+                mark.as_ref().map(|m| m.clone_ref(py)),
+            )
         };
-        if let Some(method) = action {
-            let transport = field(py, &slf.borrow().transport, method.to_str()?)?;
-            transport.call_method0(method)?;
-        }
+        let mark = as_number(py, &mark)?;
+        let method = match paused {
+            false if size >= mark => intern!(py, "pause_reading"),
+            true if size <= mark => intern!(py, "resume_reading"),
+            _ => return Ok(()),
+        };
+        slf.borrow_mut().ssl_reading_paused = !paused;
+        let transport = field(py, &slf.borrow().transport, method.to_str()?)?;
+        transport.call_method0(method)?;
         Ok(())
     }
 
@@ -467,7 +491,10 @@ impl TlsProtocolCore {
         let refs = tls_refs(py)?;
         let ty = value.get_type();
         let mut plain = true;
-        for (name, method) in ["read", "write", "pending"].iter().zip(&refs.sslobject_methods) {
+        for (name, method) in ["read", "write", "pending"]
+            .iter()
+            .zip(&refs.sslobject_methods)
+        {
             plain &= ty.getattr(*name).map(|m| m.is(method)).unwrap_or(false);
         }
         let engine = match value.getattr(intern!(py, "_sslobj")) {
@@ -528,13 +555,18 @@ impl TlsProtocolCore {
         }
         let (engine, wrapped) = {
             let me = slf.borrow();
-            (me.engine.as_ref().map(|e| e.clone_ref(py)), me.phase == Phase::Wrapped)
+            (
+                me.engine.as_ref().map(|e| e.clone_ref(py)),
+                me.phase == Phase::Wrapped,
+            )
         };
         let engine = match engine {
             Some(e) if wrapped && !Self::has_backlog(slf)? => e.into_bound(py),
             _ => {
                 let args = PyTuple::new(py, [data])?;
-                return slf.call_method1(intern!(py, "_write_appdata"), (args,)).map(drop);
+                return slf
+                    .call_method1(intern!(py, "_write_appdata"), (args,))
+                    .map(drop);
             }
         };
         let written = engine.call_method1(intern!(py, "write"), (data,));
