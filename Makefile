@@ -74,6 +74,9 @@ bench-all: build $(VENV)/.bench-stamp $(VENV)/.e2e-stamp
 lint: venv
 	cargo fmt --check
 	cargo clippy --release -- -D warnings
+	$(VPY) -m pip install -q ruff
+	$(VPY) -m ruff check python tests benches
+	$(VPY) -m ruff format --check python tests benches
 
 fmt:
 	cargo fmt

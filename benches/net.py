@@ -223,9 +223,7 @@ def _streams_echo(
                 raise AssertionError(f"echoed {len(data)} bytes, sent {size}")
 
     async def main_coro() -> tuple[float, dict[str, str] | None]:
-        server = await asyncio.start_server(
-            handle, HOST, 0, backlog=CONNECTIONS, **server_kwargs
-        )
+        server = await asyncio.start_server(handle, HOST, 0, backlog=CONNECTIONS, **server_kwargs)
         port = server.sockets[0].getsockname()[1]
         conns = [
             await asyncio.open_connection(HOST, port, **client_kwargs) for _ in range(CONNECTIONS)

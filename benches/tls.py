@@ -31,8 +31,8 @@ import os
 import ssl
 import time
 
-from _common import Measured, Workload, main  # the script's own folder is first on sys.path
 import net  # the echo workloads are net.py's, with TLS keyword arguments
+from _common import Measured, Workload, main  # the script's own folder is first on sys.path
 from net import _Countdown
 
 HOST = "127.0.0.1"

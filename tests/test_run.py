@@ -16,10 +16,10 @@ async def _value(v):
     await asyncio.sleep(0)
     return v
 
+
 def _default_sigint():
     """Run in the child before exec: SIGINT back to its default disposition."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
 
 
 def test_run_until_complete_coroutine(loop):
@@ -436,7 +436,7 @@ def test_run_sigint_cancels_main_task_then_raises_keyboard_interrupt(impl):
         [sys.executable, "-c", RUN_SIGINT_SCRIPT, impl.name],
         # A test run started in the background inherits an ignored SIGINT; the
         # child must start with the default disposition, as from a terminal.
-        preexec_fn=_default_sigint,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - only restores a signal disposition
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

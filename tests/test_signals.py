@@ -27,10 +27,10 @@ def _restore_signal_state():
         signal.signal(s, h)
     signal.set_wakeup_fd(-1)
 
+
 def _default_sigint():
     """Run in the child before exec: SIGINT back to its default disposition."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
 
 
 def _wakeup_fd() -> int:
@@ -313,7 +313,7 @@ def _sigint_child(cmd):
         cmd,
         # A test run started in the background inherits an ignored SIGINT; the
         # child must start with the default disposition, as from a terminal.
-        preexec_fn=_default_sigint,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - only restores a signal disposition
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

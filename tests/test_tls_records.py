@@ -14,6 +14,7 @@ import socket
 import ssl
 import struct
 import threading
+from typing import ClassVar
 
 import pytest
 from io_testutil import TIMEOUT, Recorder, run
@@ -169,9 +170,9 @@ def test_write_argument_types(loop):
 class _CountingSSLObject(ssl.SSLObject):
     """An ``SSLContext.sslobject_class`` that counts reads and writes."""
 
-    calls = {"read": 0, "write": 0}
+    calls: ClassVar[dict[str, int]] = {"read": 0, "write": 0}
 
-    def read(self, len=1024, buffer=None):  # noqa: A002 - the stdlib's signature
+    def read(self, len=1024, buffer=None):
         type(self).calls["read"] += 1
         return super().read(len, buffer)
 
@@ -274,7 +275,7 @@ def test_write_from_connection_made_and_eof_order(loop):
 
     async def main():
         server, port, _ = await _echo_server(loop, ServerProtocols(loop, Greeter))
-        tr, pr = await _connect(loop, port)
+        _, pr = await _connect(loop, port)
         exc = await pr.lost
         server.close()
         await server.wait_closed()

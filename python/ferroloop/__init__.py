@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio as _asyncio
 import sys as _sys
-from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 from . import _views  # noqa: F401  (registers the isinstance views)
 from ._ferroloop import Future, Handle, Task, TimerHandle

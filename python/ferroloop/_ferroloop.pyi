@@ -72,10 +72,16 @@ class EventLoop:
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...
     def time(self) -> float: ...
     def call_soon(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
     ) -> Handle: ...
     def call_soon_threadsafe(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
     ) -> Handle: ...
     def call_later(
         self,

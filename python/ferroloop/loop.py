@@ -37,30 +37,74 @@ _Unix = unix_events._UnixSelectorEventLoop
 # plain functions: the protocol/transport semantics are then the stdlib's.
 _BORROWED = {
     _Base: (
-        "create_connection", "_connect_sock", "_create_connection_transport",
-        "create_datagram_endpoint", "_ensure_resolved", "_create_server_getaddrinfo",
-        "create_server", "connect_accepted_socket", "sock_sendfile",
-        "_sock_sendfile_fallback", "_check_sendfile_params", "sendfile",
-        "_sendfile_fallback", "connect_read_pipe", "connect_write_pipe",
-        "subprocess_shell", "subprocess_exec", "_log_subprocess",
+        "create_connection",
+        "_connect_sock",
+        "_create_connection_transport",
+        "create_datagram_endpoint",
+        "_ensure_resolved",
+        "_create_server_getaddrinfo",
+        "create_server",
+        "connect_accepted_socket",
+        "sock_sendfile",
+        "_sock_sendfile_fallback",
+        "_check_sendfile_params",
+        "sendfile",
+        "_sendfile_fallback",
+        "connect_read_pipe",
+        "connect_write_pipe",
+        "subprocess_shell",
+        "subprocess_exec",
+        "_log_subprocess",
     ),
     _Selector: (
         "_make_datagram_transport",
-        "_make_self_pipe", "_close_self_pipe", "_read_from_self", "_start_serving",
-        "_accept_connection", "_accept_connection2", "_ensure_fd_no_transport",
-        "add_reader", "remove_reader", "add_writer", "remove_writer",
-        "sock_recv", "_sock_read_done", "_sock_recv", "sock_recv_into", "_sock_recv_into",
-        "sock_recvfrom", "_sock_recvfrom", "sock_recvfrom_into", "_sock_recvfrom_into",
-        "sock_sendall", "_sock_sendall", "sock_sendto", "_sock_sendto",
-        "sock_connect", "_sock_connect", "_sock_write_done", "_sock_connect_cb",
-        "sock_accept", "_sock_accept", "_sendfile_native", "_stop_serving",
+        "_make_self_pipe",
+        "_close_self_pipe",
+        "_read_from_self",
+        "_start_serving",
+        "_accept_connection",
+        "_accept_connection2",
+        "_ensure_fd_no_transport",
+        "add_reader",
+        "remove_reader",
+        "add_writer",
+        "remove_writer",
+        "sock_recv",
+        "_sock_read_done",
+        "_sock_recv",
+        "sock_recv_into",
+        "_sock_recv_into",
+        "sock_recvfrom",
+        "_sock_recvfrom",
+        "sock_recvfrom_into",
+        "_sock_recvfrom_into",
+        "sock_sendall",
+        "_sock_sendall",
+        "sock_sendto",
+        "_sock_sendto",
+        "sock_connect",
+        "_sock_connect",
+        "_sock_write_done",
+        "_sock_connect_cb",
+        "sock_accept",
+        "_sock_accept",
+        "_sendfile_native",
+        "_stop_serving",
     ),
     _Unix: (
-        "_process_self_data", "_handle_signal", "remove_signal_handler", "_check_signal",
-        "_make_read_pipe_transport", "_make_write_pipe_transport",
-        "_make_subprocess_transport", "_child_watcher_callback",
-        "create_unix_connection", "create_unix_server", "_sock_sendfile_native",
-        "_sock_sendfile_native_impl", "_sock_sendfile_update_filepos",
+        "_process_self_data",
+        "_handle_signal",
+        "remove_signal_handler",
+        "_check_signal",
+        "_make_read_pipe_transport",
+        "_make_write_pipe_transport",
+        "_make_subprocess_transport",
+        "_child_watcher_callback",
+        "create_unix_connection",
+        "create_unix_server",
+        "_sock_sendfile_native",
+        "_sock_sendfile_native_impl",
+        "_sock_sendfile_update_filepos",
         "_sock_add_cancellation_callback",
     ),
 }
@@ -70,7 +114,7 @@ class _SelectorView:
     """The part of ``loop._selector`` asyncio's transports read (``get_key``), backed
     by the native fd registrations."""
 
-    def __init__(self, loop: "Loop") -> None:
+    def __init__(self, loop: Loop) -> None:
         self._loop = weakref.ref(loop)
 
     def get_key(self, fileobj):
@@ -194,8 +238,7 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
                 await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             warnings.warn(
-                "The executor did not finishing joining "
-                f"its threads within {timeout} seconds.",
+                f"The executor did not finishing joining its threads within {timeout} seconds.",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -207,7 +250,7 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
             self._pool_shutdown(True)
             if not self.is_closed():
                 self.call_soon_threadsafe(futures._set_result_unless_cancelled, future, None)
-        except Exception as ex:
+        except Exception as ex:  # noqa: BLE001 - handed to the waiting future
             if not self.is_closed() and not future.cancelled():
                 self.call_soon_threadsafe(future.set_exception, ex)
 

@@ -29,7 +29,7 @@ class SocketTransport(StreamTransport):
     """A TCP or Unix stream transport driven natively by the loop."""
 
     @property
-    def __class__(self):  # noqa: D105 - see _SocketTransportClass
+    def __class__(self):
         cls = type(self)
         return _SocketTransportClass if cls is SocketTransport else cls
 
@@ -183,7 +183,7 @@ class SocketTransport(StreamTransport):
             keep_open = self._protocol.eof_received()
         except (SystemExit, KeyboardInterrupt):
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - asyncio's transport semantics
             self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
             return
         if keep_open:
@@ -201,7 +201,7 @@ class SocketTransport(StreamTransport):
                 raise RuntimeError("get_buffer() returned an empty buffer")
         except (SystemExit, KeyboardInterrupt):
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - asyncio's transport semantics
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return False
         try:
@@ -210,7 +210,7 @@ class SocketTransport(StreamTransport):
             return False
         except (SystemExit, KeyboardInterrupt):
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - asyncio's transport semantics
             self._fatal_error(exc, "Fatal read error on socket transport")
             return False
         if not nbytes:
@@ -220,7 +220,7 @@ class SocketTransport(StreamTransport):
             self._protocol.buffer_updated(nbytes)
         except (SystemExit, KeyboardInterrupt):
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - asyncio's transport semantics
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
             return False
         # A full buffer means more may be waiting: the native side re-arms the fd.
