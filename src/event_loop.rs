@@ -504,7 +504,7 @@ impl EventLoop {
     }
 
     /// `_add_reader` / `_add_writer`: register `callback(*args)` for readiness of `fd`.
-    fn add_io(
+    pub(crate) fn add_io(
         slf: &Bound<'_, Self>,
         fd: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
@@ -549,12 +549,19 @@ impl EventLoop {
 
     /// `_remove_reader` / `_remove_writer`: True if a callback was removed.
     fn remove_io(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, dir: Direction) -> PyResult<bool> {
+        if slf.get().state.borrow(slf.py()).closed {
+            return Ok(false);
+        }
+        Self::remove_fd_io(slf, io::fileobj_to_fd(fd)?, dir)
+    }
+
+    /// `remove_io` for an fd number.
+    pub(crate) fn remove_fd_io(slf: &Bound<'_, Self>, fd: i32, dir: Direction) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
         if this.state.borrow(py).closed {
             return Ok(false);
         }
-        let fd = io::fileobj_to_fd(fd)?;
         let removed = {
             let mut st = this.state.borrow_mut(py);
             let Some(entry) = st.io.entries.get_mut(&fd) else {
@@ -1088,6 +1095,17 @@ impl EventLoop {
         args: &Bound<'_, PyTuple>,
     ) -> PyResult<Py<Handle>> {
         Self::add_io(slf, fd, callback, args, Direction::Read)
+    }
+
+    /// `sock_recv`'s wait: receive `n` bytes from `fd` into `fut` once it is
+    /// readable (a native reader, removed when `fut` is done).
+    fn _sock_recv_wait(
+        slf: &Bound<'_, Self>,
+        fut: &Bound<'_, PyAny>,
+        fd: i32,
+        n: usize,
+    ) -> PyResult<()> {
+        crate::sock_ops::watch_recv(slf, fut, fd, n)
     }
 
     /// Stop watching `fd` for reading; True if a reader was registered.

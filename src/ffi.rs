@@ -192,19 +192,22 @@ extern "C" {
 }
 
 /// `recv(2)` of up to `len` bytes straight into a new `bytes` object (no copy
-/// through an intermediate buffer). `Err(errno)` on failure.
+/// through an intermediate buffer): `Ok(Ok(bytes))`, `Ok(Err(errno))` when the
+/// receive failed, `Err(MemoryError)` when the object could not be allocated.
 pub fn recv_into_new_bytes(
     py: Python<'_>,
     fd: i32,
     len: usize,
-) -> Result<Bound<'_, pyo3::types::PyBytes>, i32> {
+) -> PyResult<Result<Bound<'_, pyo3::types::PyBytes>, i32>> {
+    let Ok(size) = ffi::Py_ssize_t::try_from(len) else {
+        return Err(pyo3::exceptions::PyOverflowError::new_err(
+            "buffer size too large",
+        ));
+    };
     // SAFETY: a NULL source asks CPython for an uninitialised bytes object of `len`.
-    let mut obj =
-        unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as ffi::Py_ssize_t) };
+    let mut obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
     if obj.is_null() {
-        // SAFETY: clear the MemoryError CPython set; the caller reports ENOMEM.
-        unsafe { ffi::PyErr_Clear() };
-        return Err(libc::ENOMEM);
+        return Err(PyErr::fetch(py));
     }
     // SAFETY: `obj` is a fresh bytes object we own; its buffer has `len` writable bytes
     // (nobody else can see the object yet).
@@ -213,19 +216,17 @@ pub fn recv_into_new_bytes(
         let errno = crate::errors::last_errno();
         // SAFETY: release our only reference to the unused object.
         unsafe { ffi::Py_DECREF(obj) };
-        return Err(errno);
+        return Ok(Err(errno));
     }
-    if (n as usize) < len {
-        // SAFETY: shrinking a bytes object we solely own; on failure CPython frees
-        // it and sets `obj` to NULL.
-        if unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) } < 0 {
-            // SAFETY: clear the error _PyBytes_Resize set.
-            unsafe { ffi::PyErr_Clear() };
-            return Err(libc::ENOMEM);
-        }
+    // SAFETY: `_PyBytes_Resize` shrinks a bytes object we solely own; on failure
+    // CPython frees it, sets `obj` to NULL and sets MemoryError.
+    if (n as usize) < len && unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) } < 0 {
+        return Err(PyErr::fetch(py));
     }
     // SAFETY: `obj` is a valid owned reference.
-    Ok(unsafe { Bound::from_owned_ptr(py, obj).cast_into_unchecked() })
+    Ok(Ok(unsafe {
+        Bound::from_owned_ptr(py, obj).cast_into_unchecked()
+    }))
 }
 
 /// Bytes waiting in a socket's receive queue (`FIONREAD`), or 0.
@@ -267,5 +268,18 @@ pub fn with_memoryview<'py, R>(
     let released = view.call_method0(pyo3::intern!(py, "release"));
     let value = result?;
     released?;
+    Ok(value)
+}
+
+/// `PyLong_AsSsize_t`: an `int` as a C `ssize_t`, with CPython's own
+/// OverflowError message (what a `"n"` argument of a C function raises).
+pub fn int_as_ssize(obj: &Bound<'_, pyo3::types::PyInt>) -> PyResult<isize> {
+    // SAFETY: GIL held; `obj` is an int; -1 with an exception set signals failure.
+    let value = unsafe { ffi::PyLong_AsSsize_t(obj.as_ptr()) };
+    if value == -1 {
+        if let Some(err) = PyErr::take(obj.py()) {
+            return Err(err);
+        }
+    }
     Ok(value)
 }

@@ -10,6 +10,7 @@ mod gil_cell;
 mod handles;
 mod io;
 mod pyrefs;
+mod sock_ops;
 mod task;
 mod threadpool;
 mod timers;
@@ -69,6 +70,8 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<callbacks::TaskWakeup>()?;
     m.add_class::<transport::StreamTransport>()?;
     m.add_class::<tls::TlsProtocolCore>()?;
+    m.add_class::<sock_ops::SockRecv>()?;
+    m.add_function(wrap_pyfunction!(sock_ops::_sock_recv_now, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(future::_set_class_views, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;

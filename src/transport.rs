@@ -193,7 +193,10 @@ impl StreamTransport {
             0
         };
         let received = if avail > 0 {
-            crate::ffi::recv_into_new_bytes(py, fd, avail.min(MAX_READ))
+            match crate::ffi::recv_into_new_bytes(py, fd, avail.min(MAX_READ)) {
+                Ok(received) => received,
+                Err(err) => return Self::fatal(slf, err, "Fatal read error on socket transport"),
+            }
         } else {
             let mut buf = READ_BUF.borrow_mut(py);
             if buf.len() < MAX_READ {

@@ -108,6 +108,95 @@ def test_sock_recv_into_eof_returns_zero(loop, pair):
     assert run(loop, loop.sock_recv_into(a, bytearray(10))) == 0
 
 
+@pytest.mark.parametrize(
+    ("n", "exc_type", "message"),
+    [
+        (-1, ValueError, "negative buffersize in recv"),
+        (1.5, TypeError, "'float' object cannot be interpreted as an integer"),
+        ("10", TypeError, "'str' object cannot be interpreted as an integer"),
+        (2**63, OverflowError, "Python int too large to convert to C ssize_t"),
+    ],
+)
+def test_sock_recv_bad_size(loop, pair, n, exc_type, message):
+    a, b = pair
+    b.send(b"x")
+    with pytest.raises(exc_type) as info:
+        run(loop, loop.sock_recv(a, n))
+    assert str(info.value) == message
+
+
+def test_sock_recv_zero_and_exact_sizes(loop, pair):
+    a, b = pair
+
+    async def main():
+        b.send(b"abcdef")
+        await asyncio.sleep(0.01)
+        empty = await loop.sock_recv(a, 0)
+        two = await loop.sock_recv(a, 2)
+        rest = await loop.sock_recv(a, 1 << 20)
+        return empty, two, rest
+
+    assert run(loop, main()) == (b"", b"ab", b"cdef")
+
+
+def test_sock_recv_closed_socket(loop, pair):
+    a, _ = pair
+    a.close()
+    with pytest.raises(OSError) as info:
+        run(loop, loop.sock_recv(a, 10))
+    assert info.value.errno == errno.EBADF
+
+
+def test_sock_recv_socket_subclass_recv_is_called(loop, pair):
+    """A socket subclass's own ``recv`` is what receives (asyncio calls ``sock.recv``)."""
+
+    class Counting(socket.socket):
+        calls = 0
+
+        def recv(self, *args):
+            type(self).calls += 1
+            return super().recv(*args)
+
+    a, b = pair
+    sub = Counting(a.family, a.type, fileno=a.detach())
+    sub.setblocking(False)
+    try:
+
+        async def main():
+            task = asyncio.ensure_future(loop.sock_recv(sub, 10))
+            await asyncio.sleep(0.01)
+            b.send(b"hi")
+            return await task
+
+        assert run(loop, main()) == b"hi"
+        assert Counting.calls >= 2  # the first try, then the one after readiness
+    finally:
+        sub.close()
+
+
+def test_sock_recv_many_waiting_sockets(loop):
+    """Many sockets waiting at once each get their own data."""
+    pairs = [socket.socketpair() for _ in range(50)]
+    for x, y in pairs:
+        x.setblocking(False)
+        y.setblocking(False)
+
+    async def main():
+        tasks = [asyncio.ensure_future(loop.sock_recv(x, 100)) for x, _ in pairs]
+        await asyncio.sleep(0.01)
+        for i, (_, y) in enumerate(reversed(pairs)):
+            y.send(b"%d" % i)
+        return await asyncio.gather(*tasks)
+
+    try:
+        got = run(loop, main())
+    finally:
+        for x, y in pairs:
+            x.close()
+            y.close()
+    assert got == [b"%d" % (len(pairs) - 1 - i) for i in range(len(pairs))]
+
+
 def test_sock_recv_connection_reset(loop, listener):
     async def main():
         c = socket.socket()

@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import os
 import selectors
+import socket
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ import warnings
 import weakref
 from asyncio import base_events, coroutines, events, futures, selector_events, unix_events
 
-from ._ferroloop import EventLoop, _after_fork_child, _shutdown_all_pools
+from ._ferroloop import EventLoop, _after_fork_child, _shutdown_all_pools, _sock_recv_now
 from .sslproto import start_tls
 from .transports import SocketTransport, make_ssl_transport
 
@@ -261,6 +262,26 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
 
     _make_ssl_transport = make_ssl_transport
     start_tls = start_tls
+
+    # -- low-level socket operations --------------------------------------------
+
+    async def sock_recv(self, sock, n):
+        """Receive up to ``n`` bytes from the non-blocking socket ``sock``.
+
+        A plain non-blocking ``socket.socket`` is read natively (no exception when
+        nothing is waiting, a native reader while waiting); any other socket takes
+        the stdlib's path, with its checks and errors.
+        """
+        if type(sock) is not socket.socket or type(n) is not int or sock.gettimeout() != 0:
+            return await _Selector.sock_recv(self, sock, n)
+        fd = sock.fileno()
+        data = _sock_recv_now(fd, n)
+        if data is not None:
+            return data
+        fut = self.create_future()
+        self._ensure_fd_no_transport(fd)
+        self._sock_recv_wait(fut, fd, n)
+        return await fut
 
     # -- signals ----------------------------------------------------------------
 

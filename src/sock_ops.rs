@@ -1,0 +1,150 @@
+//! Native `loop.sock_recv`: the receive itself without a Python exception when
+//! nothing is waiting, and the wait as a native reader callback.
+//!
+//! The Python side (`Loop.sock_recv` in `loop.py`) keeps asyncio's checks and
+//! takes this path for plain non-blocking `socket.socket` objects only; any
+//! other socket goes through the stdlib's code.
+
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::event_loop::EventLoop;
+use crate::future::{future_set_exception, future_set_result, FutState, Future};
+use crate::gil_cell::GilCell;
+use crate::handles::Handle;
+use crate::io::Direction;
+
+/// The outcome of one non-blocking `recv`.
+enum Received<'py> {
+    Data(Bound<'py, pyo3::types::PyBytes>),
+    WouldBlock,
+    Failed(PyErr),
+}
+
+fn recv_once(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Received<'_>> {
+    Ok(match crate::ffi::recv_into_new_bytes(py, fd, n)? {
+        Ok(data) => Received::Data(data),
+        Err(e) if e == libc::EAGAIN || e == libc::EWOULDBLOCK || e == libc::EINTR => {
+            Received::WouldBlock
+        }
+        Err(e) => Received::Failed(crate::errors::from_errno(e)),
+    })
+}
+
+/// `sock.recv(n)` on a non-blocking socket's fd: the bytes, or `None` when
+/// nothing is waiting (where `sock.recv` raises BlockingIOError).
+#[pyfunction]
+pub fn _sock_recv_now(
+    py: Python<'_>,
+    fd: RawFd,
+    n: &Bound<'_, pyo3::types::PyInt>,
+) -> PyResult<Option<Py<PyAny>>> {
+    let n = crate::ffi::int_as_ssize(n)?;
+    if n < 0 {
+        return Err(PyValueError::new_err("negative buffersize in recv"));
+    }
+    match recv_once(py, fd, n as usize)? {
+        Received::Data(data) => Ok(Some(data.into_any().unbind())),
+        Received::WouldBlock => Ok(None),
+        Received::Failed(err) => Err(err),
+    }
+}
+
+/// A `sock_recv` waiting for its socket: the reader callback of the fd, and
+/// the done-callback of the future that removes it (asyncio's `_sock_recv` and
+/// `_sock_read_done`).
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
+pub struct SockRecv {
+    loop_: Py<EventLoop>,
+    fut: Py<PyAny>,
+    fd: RawFd,
+    n: usize,
+    handle: GilCell<Option<Py<Handle>>>,
+}
+
+fn set_outcome(fut: &Bound<'_, PyAny>, outcome: Result<Py<PyAny>, PyErr>) -> PyResult<()> {
+    let py = fut.py();
+    let native = fut
+        .cast::<Future>()
+        .ok()
+        .filter(|_| fut.is_exact_instance_of::<Future>());
+    match (native, outcome) {
+        (Some(f), Ok(value)) => future_set_result(f, value),
+        (Some(f), Err(err)) => future_set_exception(f, &err.into_value(py).into_bound(py)),
+        (None, Ok(value)) => fut.call_method1("set_result", (value,)).map(drop),
+        (None, Err(err)) => fut
+            .call_method1("set_exception", (err.into_value(py),))
+            .map(drop),
+    }
+}
+
+fn is_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
+    match fut.cast::<Future>() {
+        Ok(f) if fut.is_exact_instance_of::<Future>() => {
+            Ok(f.get().state(fut.py()) != FutState::Pending)
+        }
+        _ => fut.call_method0("done")?.is_truthy(),
+    }
+}
+
+#[pymethods]
+impl SockRecv {
+    /// The fd is readable: receive, resolve the future (a spurious wake-up waits on).
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let fut = self.fut.bind(py);
+        if is_done(fut)? {
+            return Ok(());
+        }
+        match recv_once(py, self.fd, self.n)? {
+            Received::Data(data) => set_outcome(fut, Ok(data.into_any().unbind())),
+            Received::WouldBlock => Ok(()),
+            Received::Failed(err) => set_outcome(fut, Err(err)),
+        }
+    }
+
+    /// The future is done: stop watching the fd, unless our reader was replaced
+    /// (its handle cancelled) in the meantime.
+    fn _done(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handle = self.handle.borrow_mut(py).take();
+        if let Some(h) = &handle {
+            if h.get().is_cancelled() {
+                return Ok(());
+            }
+        }
+        EventLoop::remove_fd_io(self.loop_.bind(py), self.fd, Direction::Read).map(drop)
+    }
+}
+
+/// Register a [`SockRecv`] for `fd` on `loop_` and its removal when `fut` is done.
+pub fn watch_recv(
+    loop_: &Bound<'_, EventLoop>,
+    fut: &Bound<'_, PyAny>,
+    fd: RawFd,
+    n: usize,
+) -> PyResult<()> {
+    let py = loop_.py();
+    let op = Bound::new(
+        py,
+        SockRecv {
+            loop_: loop_.clone().unbind(),
+            fut: fut.clone().unbind(),
+            fd,
+            n,
+            handle: GilCell::new(None),
+        },
+    )?;
+    let fd_obj = fd.into_pyobject(py)?;
+    let handle = EventLoop::add_io(
+        loop_,
+        fd_obj.as_any(),
+        op.as_any(),
+        &PyTuple::empty(py),
+        Direction::Read,
+    )?;
+    *op.get().handle.borrow_mut(py) = Some(handle);
+    fut.call_method1("add_done_callback", (op.getattr("_done")?,))?;
+    Ok(())
+}
