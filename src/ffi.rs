@@ -191,6 +191,17 @@ extern "C" {
     fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> c_int;
 }
 
+/// Shrink a bytes object to `len` bytes in place; `false` when that failed
+/// (CPython then freed it, set `*obj` to NULL and set MemoryError).
+///
+/// # Safety
+/// `*obj` must be a bytes object of at least `len` bytes whose only reference
+/// is `*obj` and that no other code has seen yet.
+unsafe fn shrink_bytes(obj: &mut *mut ffi::PyObject, len: usize) -> bool {
+    // SAFETY: guaranteed by the caller (`_PyBytes_Resize` needs a sole, unshared reference).
+    unsafe { _PyBytes_Resize(obj, len as ffi::Py_ssize_t) == 0 }
+}
+
 /// `recv(2)` of up to `len` bytes straight into a new `bytes` object (no copy
 /// through an intermediate buffer): `Ok(Ok(bytes))`, `Ok(Err(errno))` when the
 /// receive failed, `Err(MemoryError)` when the object could not be allocated.
@@ -218,9 +229,8 @@ pub fn recv_into_new_bytes(
         unsafe { ffi::Py_DECREF(obj) };
         return Ok(Err(errno));
     }
-    // SAFETY: `_PyBytes_Resize` shrinks a bytes object we solely own; on failure
-    // CPython frees it, sets `obj` to NULL and sets MemoryError.
-    if (n as usize) < len && unsafe { _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) } < 0 {
+    // SAFETY: `obj` is the fresh bytes object only we hold.
+    if (n as usize) < len && !unsafe { shrink_bytes(&mut obj, n as usize) } {
         return Err(PyErr::fetch(py));
     }
     // SAFETY: `obj` is a valid owned reference.
@@ -282,4 +292,97 @@ pub fn int_as_ssize(obj: &Bound<'_, pyo3::types::PyInt>) -> PyResult<isize> {
         }
     }
     Ok(value)
+}
+
+/// A `bytes` object filled in place by C code before anyone else can see it
+/// (then shrunk to what was written): one allocation and no copy for data
+/// that arrives in several pieces.
+pub struct BytesBuilder {
+    obj: *mut ffi::PyObject,
+    cap: usize,
+    len: usize,
+}
+
+impl BytesBuilder {
+    /// An empty builder with room for `cap` bytes.
+    pub fn new(py: Python<'_>, cap: usize) -> PyResult<Self> {
+        let size = ffi::Py_ssize_t::try_from(cap)
+            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("buffer size too large"))?;
+        // SAFETY: a NULL source asks CPython for an uninitialised bytes object of `cap`.
+        let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(BytesBuilder { obj, cap, len: 0 })
+    }
+
+    /// Room left.
+    pub fn spare(&self) -> usize {
+        self.cap - self.len
+    }
+
+    /// Let `fill` write into the spare room through a writable `memoryview` and
+    /// return how many bytes it wrote. `fill` must not keep the view: it is
+    /// released afterwards, and `fill` must run no Python code that could
+    /// (only C functions that write into the buffer and forget it, such as
+    /// `_ssl._SSLSocket.read(n, buffer)`).
+    pub fn fill_with(
+        &mut self,
+        py: Python<'_>,
+        fill: impl FnOnce(&Bound<'_, PyAny>, usize) -> PyResult<usize>,
+    ) -> PyResult<usize> {
+        let spare = self.spare().min(c_int::MAX as usize);
+        // SAFETY: `obj` is our unshared bytes object; its buffer has `cap` bytes,
+        // `len + spare <= cap`; the view is released before the object changes.
+        let view = unsafe {
+            let start = ffi::PyBytes_AsString(self.obj).add(self.len);
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyMemoryView_FromMemory(start, spare as ffi::Py_ssize_t, ffi::PyBUF_WRITE),
+            )?
+        };
+        let written = fill(&view, spare);
+        if let Err(err) = view.call_method0(pyo3::intern!(py, "release")) {
+            // The view is still exported somewhere: never free the memory under it.
+            self.obj = std::ptr::null_mut();
+            return Err(err);
+        }
+        let written = written?;
+        if written > spare {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "wrote more than the buffer holds",
+            ));
+        }
+        self.len += written;
+        Ok(written)
+    }
+
+    /// The bytes written so far, or `None` if there are none.
+    pub fn finish(mut self, py: Python<'_>) -> PyResult<Option<Bound<'_, pyo3::types::PyBytes>>> {
+        let mut obj = std::mem::replace(&mut self.obj, std::ptr::null_mut());
+        if self.len == 0 {
+            // SAFETY: our only reference to the unused object.
+            unsafe { ffi::Py_DECREF(obj) };
+            return Ok(None);
+        }
+        // SAFETY: `obj` is the builder's bytes object, which only it holds.
+        if self.len < self.cap && !unsafe { shrink_bytes(&mut obj, self.len) } {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: `obj` is a valid owned reference to a bytes object.
+        Ok(Some(unsafe {
+            Bound::from_owned_ptr(py, obj).cast_into_unchecked()
+        }))
+    }
+}
+
+impl Drop for BytesBuilder {
+    fn drop(&mut self) {
+        if !self.obj.is_null() {
+            let obj = self.obj;
+            // SAFETY: the builder is only used with the GIL held (its methods take
+            // a `Python` token); this drops our only reference.
+            Python::attach(|_| unsafe { ffi::Py_DECREF(obj) });
+        }
+    }
 }

@@ -23,6 +23,8 @@ use crate::transport::StreamTransport;
 
 /// Plaintext bytes asked for per `SSLObject.read` (asyncio's `SSLProtocol.max_size`).
 const MAX_PLAINTEXT_READ: usize = 256 * 1024;
+/// The most plaintext one TLS record carries (2^14 bytes, RFC 8446 5.1).
+const MAX_RECORD: usize = 16 * 1024;
 
 /// The members of `asyncio.sslproto.SSLProtocolState`, as a Rust enum.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -108,6 +110,8 @@ pub struct TlsProtocolCore {
     /// What `read`/`write`/`pending` are called on: the C `_ssl._SSLSocket`
     /// behind a plain `ssl.SSLObject`, else the object itself.
     engine: Option<Py<PyAny>>,
+    /// `engine` is the C object (its `read(n, buffer)` runs no Python code).
+    engine_is_c: bool,
 }
 
 /// A borrowed field, or `AttributeError` (as the stdlib's code would raise on `None`).
@@ -239,19 +243,26 @@ impl TlsProtocolCore {
     /// peer's close_notify.
     fn read_copied(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let (incoming, engine) = {
+        let (incoming, engine, engine_is_c) = {
             let me = slf.borrow();
             (
                 field(py, &me.incoming, "pending")?,
                 field(py, &me.engine, "read")?,
+                me.engine_is_c,
             )
         };
         let mut chunks: Vec<Bound<'_, PyAny>> = Vec::new();
         let mut close_notify = false;
-        loop {
-            if !Self::may_have_plaintext(&incoming, &engine)? {
-                break;
-            }
+        let waiting = pending_of(&incoming)?;
+        if engine_is_c && waiting > MAX_RECORD as i64 {
+            // Several records: decrypt them all into one bytes object.
+            let ready: i64 = engine.call_method0(intern!(py, "pending"))?.extract()?;
+            let cap = (waiting + ready) as usize + MAX_RECORD;
+            let (data, eof) = Self::read_into_one(&incoming, &engine, cap)?;
+            chunks.extend(data.map(Bound::into_any));
+            close_notify = eof;
+        }
+        while !close_notify && Self::may_have_plaintext(&incoming, &engine)? {
             match engine.call_method1(intern!(py, "read"), (MAX_PLAINTEXT_READ,)) {
                 Ok(chunk) => {
                     if !chunk.is_truthy()? {
@@ -279,6 +290,36 @@ impl TlsProtocolCore {
             slf.call_method0(intern!(py, "_start_shutdown"))?;
         }
         Ok(())
+    }
+
+    /// Decrypt records with the C engine's `read(n, buffer)` into one bytes
+    /// object of at most `cap` bytes: `(data, close_notify)`. Stops when nothing
+    /// more can be read, at the peer's close_notify, or when the object is full.
+    fn read_into_one<'py>(
+        incoming: &Bound<'py, PyAny>,
+        engine: &Bound<'py, PyAny>,
+        cap: usize,
+    ) -> PyResult<(Option<Bound<'py, PyBytes>>, bool)> {
+        let py = incoming.py();
+        let mut out = crate::ffi::BytesBuilder::new(py, cap)?;
+        let mut close_notify = false;
+        while out.spare() > 0 && Self::may_have_plaintext(incoming, engine)? {
+            let read = out.fill_with(py, |view, room| {
+                engine
+                    .call_method1(intern!(py, "read"), (room, view))?
+                    .extract::<usize>()
+            });
+            match read {
+                Ok(0) => {
+                    close_notify = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(err) if Self::is_again(py, &err)? => break,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok((out.finish(py)?, close_notify))
     }
 
     /// asyncio's `_do_write`: encrypt the backlog (until the engine wants to
@@ -452,6 +493,7 @@ impl TlsProtocolCore {
             outgoing: None,
             sslobj: None,
             engine: None,
+            engine_is_c: false,
         }
     }
 
@@ -485,6 +527,7 @@ impl TlsProtocolCore {
         let Some(value) = value else {
             self.sslobj = None;
             self.engine = None;
+            self.engine_is_c = false;
             return Ok(());
         };
         let py = value.py();
@@ -497,12 +540,13 @@ impl TlsProtocolCore {
         {
             plain &= ty.getattr(*name).map(|m| m.is(method)).unwrap_or(false);
         }
-        let engine = match value.getattr(intern!(py, "_sslobj")) {
-            Ok(inner) if plain => inner,
-            _ => value.clone(),
+        let (engine, engine_is_c) = match value.getattr(intern!(py, "_sslobj")) {
+            Ok(inner) if plain => (inner, true),
+            _ => (value.clone(), false),
         };
         self.sslobj = Some(value.clone().unbind());
         self.engine = Some(engine.unbind());
+        self.engine_is_c = engine_is_c;
         Ok(())
     }
 
