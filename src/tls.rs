@@ -71,6 +71,9 @@ fn tls_refs(py: Python<'_>) -> PyResult<&TlsRefs> {
     })
 }
 
+/// `(paused, low, high)`: one direction's flow-control state.
+type WaterMarks<'a> = (bool, &'a Option<Py<PyAny>>, &'a Option<Py<PyAny>>);
+
 /// Native base of `ferroloop.sslproto.SSLProtocol` (see the module docs).
 #[pyclass(module = "ferroloop._ferroloop", subclass, weakref, dict)]
 pub struct TlsProtocolCore {
@@ -386,27 +389,41 @@ impl TlsProtocolCore {
         Self::control_app_writing(slf)
     }
 
+    /// Whether `size` crossed the water mark that matters now: the high one while
+    /// not paused (time to pause), the low one while paused (time to resume).
+    /// `marks` picks `(paused, low, high)` from the state; `Some(paused)` if crossed.
+    fn crossed_mark(
+        slf: &Bound<'_, Self>,
+        size: i64,
+        marks: fn(&Self) -> WaterMarks<'_>,
+    ) -> PyResult<Option<bool>> {
+        let py = slf.py();
+        let (paused, mark) = {
+            let me = slf.borrow();
+            let (paused, low, high) = marks(&me);
+            let mark = if paused { low } else { high };
+            (paused, mark.as_ref().map(|m| m.clone_ref(py)))
+        };
+        // Converted with no borrow held: a limit's `__float__` may run Python code.
+        let mark = as_number(py, &mark)?;
+        let size = size as f64;
+        let crossed = if paused { size <= mark } else { size >= mark };
+        Ok(crossed.then_some(paused))
+    }
+
     /// Pause or resume the app's writing when the buffered size crosses a water
     /// mark; the rare crossing itself runs the stdlib's `_control_app_writing`.
     fn control_app_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let size = Self::write_buffer_size_of(slf)? as f64;
-        let (paused, mark) = {
-            let me = slf.borrow();
-            let mark = if me.app_writing_paused {
-                &me.outgoing_low_water
-            } else {
-                &me.outgoing_high_water
-            };
+        let size = Self::write_buffer_size_of(slf)?;
+        let crossed = Self::crossed_mark(slf, size, |me| {
             (
                 me.app_writing_paused,
-                mark.as_ref().map(|m| m.clone_ref(py)),
+                &me.outgoing_low_water,
+                &me.outgoing_high_water,
             )
-        };
-        let mark = as_number(py, &mark)?;
-        let crossing = if paused { size <= mark } else { size >= mark };
-        if crossing {
-            slf.call_method0(intern!(py, "_control_app_writing"))?;
+        })?;
+        if crossed.is_some() {
+            slf.call_method0(intern!(slf.py(), "_control_app_writing"))?;
         }
         Ok(())
     }
@@ -415,24 +432,21 @@ impl TlsProtocolCore {
     /// BIO holds too much undecrypted data, resume once it drained.
     fn control_ssl_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let size = Self::read_buffer_size_of(slf)? as f64;
-        let (paused, mark) = {
-            let me = slf.borrow();
-            let mark = if me.ssl_reading_paused {
-                &me.incoming_low_water
-            } else {
-                &me.incoming_high_water
-            };
+        let size = Self::read_buffer_size_of(slf)?;
+        let crossed = Self::crossed_mark(slf, size, |me| {
             (
                 me.ssl_reading_paused,
-                mark.as_ref().map(|m| m.clone_ref(py)),
+                &me.incoming_low_water,
+                &me.incoming_high_water,
             )
+        })?;
+        let Some(paused) = crossed else {
+            return Ok(());
         };
-        let mark = as_number(py, &mark)?;
-        let method = match paused {
-            false if size >= mark => intern!(py, "pause_reading"),
-            true if size <= mark => intern!(py, "resume_reading"),
-            _ => return Ok(()),
+        let method = if paused {
+            intern!(py, "resume_reading")
+        } else {
+            intern!(py, "pause_reading")
         };
         slf.borrow_mut().ssl_reading_paused = !paused;
         let transport = field(py, &slf.borrow().transport, method.to_str()?)?;
