@@ -23,6 +23,8 @@ use crate::transport::StreamTransport;
 
 /// Plaintext bytes asked for per `SSLObject.read` (asyncio's `SSLProtocol.max_size`).
 const MAX_PLAINTEXT_READ: usize = 256 * 1024;
+/// Received chunks up to this size reach the incoming BIO as a `bytes` copy.
+const SMALL_INCOMING: usize = 4 * 1024;
 /// The most plaintext one TLS record carries (2^14 bytes, RFC 8446 5.1).
 const MAX_RECORD: usize = 16 * 1024;
 
@@ -150,6 +152,13 @@ impl TlsProtocolCore {
     pub fn write_incoming(slf: &Bound<'_, Self>, data: &[u8]) -> PyResult<()> {
         let py = slf.py();
         let incoming = field(py, &slf.borrow().incoming, "write")?;
+        if data.len() <= SMALL_INCOMING {
+            // A small copy costs less than a memoryview and its release.
+            let bytes = PyBytes::new(py, data);
+            return incoming
+                .call_method1(intern!(py, "write"), (bytes,))
+                .map(drop);
+        }
         crate::ffi::with_memoryview(py, data, |view| {
             incoming.call_method1(intern!(py, "write"), (view,))
         })
@@ -370,23 +379,33 @@ impl TlsProtocolCore {
     /// (unless it asked us to pause), then apply the app's write flow control.
     fn process_outgoing(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let (paused, outgoing) = {
+        let (paused, outgoing, backlog_size) = {
             let me = slf.borrow();
-            (me.ssl_writing_paused, field(py, &me.outgoing, "read")?)
+            (
+                me.ssl_writing_paused,
+                field(py, &me.outgoing, "read")?,
+                me.write_buffer_size,
+            )
         };
-        if !paused {
+        // `read()` of an empty BIO returns b'' (then nothing is written), so
+        // the bytes waiting tell whether there is anything to do.
+        let mut waiting = pending_of(&outgoing)?;
+        if !paused && waiting > 0 {
             let data = outgoing.call_method0(intern!(py, "read"))?;
-            if data.len()? > 0 {
-                let transport = field(py, &slf.borrow().transport, "write")?;
-                match (transport.cast::<StreamTransport>(), data.cast::<PyBytes>()) {
-                    (Ok(native), Ok(bytes)) => StreamTransport::write_bytes(native, bytes)?,
-                    _ => transport
-                        .call_method1(intern!(py, "write"), (data,))
-                        .map(drop)?,
+            let transport = field(py, &slf.borrow().transport, "write")?;
+            match (transport.cast::<StreamTransport>(), data.cast::<PyBytes>()) {
+                (Ok(native), Ok(bytes)) => {
+                    StreamTransport::write_bytes(native, bytes)?;
+                    // `read()` drained the BIO and the native write runs no Python code.
+                    waiting = 0;
+                }
+                _ => {
+                    transport.call_method1(intern!(py, "write"), (data,))?;
+                    waiting = pending_of(&outgoing)?;
                 }
             }
         }
-        Self::control_app_writing(slf)
+        Self::control_app_writing(slf, waiting + backlog_size)
     }
 
     /// Whether `size` crossed the water mark that matters now: the high one while
@@ -413,8 +432,7 @@ impl TlsProtocolCore {
 
     /// Pause or resume the app's writing when the buffered size crosses a water
     /// mark; the rare crossing itself runs the stdlib's `_control_app_writing`.
-    fn control_app_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let size = Self::write_buffer_size_of(slf)?;
+    fn control_app_writing(slf: &Bound<'_, Self>, size: i64) -> PyResult<()> {
         let crossed = Self::crossed_mark(slf, size, |me| {
             (
                 me.app_writing_paused,
