@@ -99,6 +99,21 @@ fn send_bytes(fd: RawFd, data: &[u8]) -> Result<usize, i32> {
     }
 }
 
+/// One `recv` of up to MAX_READ bytes into the shared read buffer; `f` sees
+/// what arrived (empty at EOF) and must copy what it keeps. `Err(errno)` on failure.
+fn recv_shared<R>(py: Python<'_>, fd: RawFd, f: impl FnOnce(&[u8]) -> R) -> Result<R, i32> {
+    let mut buf = READ_BUF.borrow_mut(py);
+    if buf.len() < MAX_READ {
+        buf.resize(MAX_READ, 0);
+    }
+    // SAFETY: `buf` has MAX_READ writable bytes; a bad fd only makes recv fail.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), MAX_READ, 0) };
+    if n < 0 {
+        return Err(last_errno());
+    }
+    Ok(f(&buf[..n as usize]))
+}
+
 /// Run `f` over the bytes of a bytes-like object, as asyncio's `write` accepts them.
 fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
     if let Ok(b) = data.cast::<PyBytes>() {
@@ -198,17 +213,7 @@ impl StreamTransport {
                 Err(err) => return Self::fatal(slf, err, "Fatal read error on socket transport"),
             }
         } else {
-            let mut buf = READ_BUF.borrow_mut(py);
-            if buf.len() < MAX_READ {
-                buf.resize(MAX_READ, 0);
-            }
-            // SAFETY: `buf` has MAX_READ writable bytes; `fd` belongs to this transport.
-            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), MAX_READ, 0) };
-            if n < 0 {
-                Err(last_errno())
-            } else {
-                Ok(PyBytes::new(py, &buf[..n as usize]))
-            }
+            recv_shared(py, fd, |data| PyBytes::new(py, data))
         };
         let data = match received {
             Ok(d) => d,
@@ -257,35 +262,32 @@ impl StreamTransport {
         hup: bool,
     ) -> PyResult<()> {
         let py = slf.py();
-        let mut buf = READ_BUF.borrow_mut(py);
-        if buf.len() < MAX_READ {
-            buf.resize(MAX_READ, 0);
-        }
-        // SAFETY: `buf` has MAX_READ writable bytes; `fd` belongs to this transport.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), MAX_READ, 0) };
-        if n < 0 {
-            drop(buf);
-            let e = last_errno();
-            if would_block(e) {
-                return Ok(());
+        // The bytes are copied into the incoming BIO before any Python code runs
+        // that could start another read of the shared buffer.
+        let received = recv_shared(py, fd, |data| {
+            let written = if data.is_empty() {
+                Ok(())
+            } else {
+                TlsProtocolCore::write_incoming(tls, data)
+            };
+            (data.len(), written)
+        });
+        let (n, written) = match received {
+            Ok(received) => received,
+            Err(e) if would_block(e) => return Ok(()),
+            Err(e) => {
+                return Self::fatal(
+                    slf,
+                    errno_error(py, e),
+                    "Fatal read error on socket transport",
+                )
             }
-            return Self::fatal(
-                slf,
-                errno_error(py, e),
-                "Fatal read error on socket transport",
-            );
-        }
-        let n = n as usize;
+        };
         if n == 0 {
-            drop(buf);
             return slf
                 .call_method0(intern!(py, "_read_ready__on_eof"))
                 .map(drop);
         }
-        // The bytes are copied into the incoming BIO before any Python code runs
-        // that could start another read of the shared buffer.
-        let written = TlsProtocolCore::write_incoming(tls, &buf[..n]);
-        drop(buf);
         if let Err(err) = written.and_then(|()| TlsProtocolCore::on_incoming(tls)) {
             return Self::fatal(
                 slf,
@@ -626,8 +628,7 @@ impl StreamTransport {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         // Copy-free for bytes; other bytes-like objects are copied once.
         if let Ok(b) = data.cast::<PyBytes>() {
-            Self::check_writable(slf)?;
-            return Self::write_slice(slf, b.as_bytes());
+            return Self::write_bytes(slf, b);
         }
         let owned = with_bytes(data, |b| b.to_vec())?;
         Self::check_writable(slf)?;
