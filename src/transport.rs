@@ -217,14 +217,7 @@ impl StreamTransport {
         };
         let data = match received {
             Ok(d) => d,
-            Err(e) if would_block(e) => return Ok(()),
-            Err(e) => {
-                return Self::fatal(
-                    slf,
-                    errno_error(py, e),
-                    "Fatal read error on socket transport",
-                )
-            }
+            Err(e) => return Self::read_failed(slf, e),
         };
         let nread = data.as_bytes().len();
         slf.get().state.borrow_mut(py).last_read = nread;
@@ -252,6 +245,16 @@ impl StreamTransport {
         Ok(())
     }
 
+    /// A `recv` failed with `errno`: nothing to do if it would block, else the
+    /// transport's fatal read error.
+    fn read_failed(slf: &Bound<'_, Self>, errno: i32) -> PyResult<()> {
+        if would_block(errno) {
+            return Ok(());
+        }
+        let err = errno_error(slf.py(), errno);
+        Self::fatal(slf, err, "Fatal read error on socket transport")
+    }
+
     /// The fd is readable and the protocol is ferroloop's TLS protocol: one
     /// `recv` into the shared buffer, fed to the protocol's record pump (what
     /// the BufferedProtocol path does through `get_buffer`/`buffer_updated`).
@@ -274,14 +277,7 @@ impl StreamTransport {
         });
         let (n, written) = match received {
             Ok(received) => received,
-            Err(e) if would_block(e) => return Ok(()),
-            Err(e) => {
-                return Self::fatal(
-                    slf,
-                    errno_error(py, e),
-                    "Fatal read error on socket transport",
-                )
-            }
+            Err(e) => return Self::read_failed(slf, e),
         };
         if n == 0 {
             return slf
