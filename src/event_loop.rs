@@ -71,6 +71,8 @@ pub struct LoopState {
     pub closed: bool,
     /// Debug mode.
     pub debug: bool,
+    /// The object `set_debug` was given, which `get_debug` returns (as asyncio).
+    pub debug_value: Option<Py<PyAny>>,
     /// The thread running the loop (`threading.get_ident()`), while running.
     pub thread_id: Option<u64>,
     /// `set_task_factory`'s factory.
@@ -826,6 +828,7 @@ impl EventLoop {
                 running: false,
                 closed: false,
                 debug: false,
+                debug_value: None,
                 thread_id: None,
                 task_factory: None,
                 slow_callback_duration: 0.1,
@@ -1013,21 +1016,33 @@ impl EventLoop {
         self.state.borrow(py).closed
     }
 
-    /// Debug mode.
-    fn get_debug(&self, py: Python<'_>) -> bool {
-        self.state.borrow(py).debug
+    /// Debug mode: what `set_debug` was given (False before that).
+    fn get_debug(&self, py: Python<'_>) -> Py<PyAny> {
+        let st = self.state.borrow(py);
+        match &st.debug_value {
+            Some(value) => value.clone_ref(py),
+            None => pyo3::types::PyBool::new(py, st.debug)
+                .to_owned()
+                .into_any()
+                .unbind(),
+        }
     }
 
     /// Switch debug mode.
     fn set_debug(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
-        let enabled = enabled.is_truthy()?;
-        self.state.borrow_mut(py).debug = enabled;
+        let debug = enabled.is_truthy()?;
+        let old = {
+            let mut st = self.state.borrow_mut(py);
+            st.debug = debug;
+            st.debug_value.replace(enabled.clone().unbind())
+        };
+        drop(old);
         Ok(())
     }
 
     #[getter]
-    fn _debug(&self, py: Python<'_>) -> bool {
-        self.state.borrow(py).debug
+    fn _debug(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get_debug(py)
     }
 
     #[getter]
@@ -1271,6 +1286,7 @@ impl EventLoop {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(st) = self.state.try_borrow_for_gc() {
             visit.call(&st.task_factory)?;
+            visit.call(&st.debug_value)?;
             for item in &st.ready {
                 match item {
                     Ready::Handle(h) => visit.call(h)?,
@@ -1315,6 +1331,7 @@ impl EventLoop {
                 let mut st = self.state.borrow_mut(py);
                 (
                     st.task_factory.take(),
+                    st.debug_value.take(),
                     std::mem::take(&mut st.ready),
                     st.timers.clear(),
                 )

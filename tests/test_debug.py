@@ -37,6 +37,17 @@ def test_set_debug(loop):
     assert loop.get_debug() is False
 
 
+def test_get_debug_returns_what_set_debug_was_given(loop):
+    """asyncio stores the object as given; only its truth value switches debug mode."""
+    loop.set_debug(1)
+    assert loop.get_debug() == 1 and type(loop.get_debug()) is int
+    assert loop._debug == 1
+    loop.set_debug("")
+    assert loop.get_debug() == ""
+    loop.set_debug(False)
+    assert loop.get_debug() is False
+
+
 def test_repr_shows_debug(loop):
     loop.set_debug(True)
     assert "debug=True" in repr(loop)
