@@ -1112,15 +1112,16 @@ impl EventLoop {
         Self::add_io(slf, fd, callback, args, Direction::Read)
     }
 
-    /// `sock_recv`'s wait: receive `n` bytes from `fd` into `fut` once it is
+    /// `sock_recv`'s wait: receive `n` bytes from `sock` (fd `fd`) into `fut` once it is
     /// readable (a native reader, removed when `fut` is done).
     fn _sock_recv_wait(
         slf: &Bound<'_, Self>,
         fut: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
         fd: i32,
         n: usize,
     ) -> PyResult<()> {
-        crate::sock_ops::watch_recv(slf, fut, fd, n)
+        crate::sock_ops::watch_recv(slf, fut, sock, fd, n)
     }
 
     /// Stop watching `fd` for reading; True if a reader was registered.

@@ -8,12 +8,13 @@
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyValueError;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use pyo3::PyTraverseError;
 
 use crate::event_loop::EventLoop;
 use crate::future::{future_set_exception, future_set_result, FutState, Future};
-use crate::gil_cell::GilCell;
 use crate::handles::Handle;
 use crate::io::Direction;
 
@@ -56,13 +57,17 @@ pub fn _sock_recv_now(
 /// A `sock_recv` waiting for its socket: the reader callback of the fd, and
 /// the done-callback of the future that removes it (asyncio's `_sock_recv` and
 /// `_sock_read_done`).
-#[pyclass(module = "ferroloop._ferroloop", frozen)]
+#[pyclass(module = "ferroloop._ferroloop")]
 pub struct SockRecv {
-    loop_: Py<EventLoop>,
-    fut: Py<PyAny>,
+    loop_: Option<Py<EventLoop>>,
+    fut: Option<Py<PyAny>>,
+    /// The socket object: its current `fileno()` is what is read (-1 once it
+    /// was closed, which fails with EBADF as `sock.recv` does), so a closed
+    /// socket's number reused by another one is never read from.
+    sock: Option<Py<PyAny>>,
     fd: RawFd,
     n: usize,
-    handle: GilCell<Option<Py<Handle>>>,
+    handle: Option<Py<Handle>>,
 }
 
 fn set_outcome(fut: &Bound<'_, PyAny>, outcome: Result<Py<PyAny>, PyErr>) -> PyResult<()> {
@@ -94,11 +99,15 @@ fn is_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
 impl SockRecv {
     /// The fd is readable: receive, resolve the future (a spurious wake-up waits on).
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
-        let fut = self.fut.bind(py);
+        let (Some(fut), Some(sock)) = (&self.fut, &self.sock) else {
+            return Ok(());
+        };
+        let fut = fut.bind(py);
         if is_done(fut)? {
             return Ok(());
         }
-        match recv_once(py, self.fd, self.n)? {
+        let fd: RawFd = sock.bind(py).call_method0("fileno")?.extract()?;
+        match recv_once(py, fd, self.n)? {
             Received::Data(data) => set_outcome(fut, Ok(data.into_any().unbind())),
             Received::WouldBlock => Ok(()),
             Received::Failed(err) => set_outcome(fut, Err(err)),
@@ -107,21 +116,40 @@ impl SockRecv {
 
     /// The future is done: stop watching the fd, unless our reader was replaced
     /// (its handle cancelled) in the meantime.
-    fn _done(&self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
-        let handle = self.handle.borrow_mut(py).take();
-        if let Some(h) = &handle {
-            if h.get().is_cancelled() {
-                return Ok(());
-            }
+    fn _done(&mut self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        let handle = self.handle.take();
+        self.fut = None;
+        self.sock = None;
+        let Some(loop_) = self.loop_.take() else {
+            return Ok(());
+        };
+        if handle.as_ref().is_some_and(|h| h.get().is_cancelled()) {
+            return Ok(());
         }
-        EventLoop::remove_fd_io(self.loop_.bind(py), self.fd, Direction::Read).map(drop)
+        EventLoop::remove_fd_io(loop_.bind(py), self.fd, Direction::Read).map(drop)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.handle)
+    }
+
+    fn __clear__(&mut self) {
+        self.loop_ = None;
+        self.fut = None;
+        self.sock = None;
+        self.handle = None;
     }
 }
 
-/// Register a [`SockRecv`] for `fd` on `loop_` and its removal when `fut` is done.
+/// Register a [`SockRecv`] for `sock` (whose fd is `fd`) on `loop_`, and its
+/// removal when `fut` is done.
 pub fn watch_recv(
     loop_: &Bound<'_, EventLoop>,
     fut: &Bound<'_, PyAny>,
+    sock: &Bound<'_, PyAny>,
     fd: RawFd,
     n: usize,
 ) -> PyResult<()> {
@@ -129,11 +157,12 @@ pub fn watch_recv(
     let op = Bound::new(
         py,
         SockRecv {
-            loop_: loop_.clone().unbind(),
-            fut: fut.clone().unbind(),
+            loop_: Some(loop_.clone().unbind()),
+            fut: Some(fut.clone().unbind()),
+            sock: Some(sock.clone().unbind()),
             fd,
             n,
-            handle: GilCell::new(None),
+            handle: None,
         },
     )?;
     let fd_obj = fd.into_pyobject(py)?;
@@ -144,7 +173,7 @@ pub fn watch_recv(
         &PyTuple::empty(py),
         Direction::Read,
     )?;
-    *op.get().handle.borrow_mut(py) = Some(handle);
+    op.borrow_mut().handle = Some(handle);
     fut.call_method1("add_done_callback", (op.getattr("_done")?,))?;
     Ok(())
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import os
 import socket
 
 import pytest
@@ -195,6 +196,63 @@ def test_sock_recv_many_waiting_sockets(loop):
             x.close()
             y.close()
     assert got == [b"%d" % (len(pairs) - 1 - i) for i in range(len(pairs))]
+
+
+def test_pending_recv_on_closed_socket_never_reads_a_reused_fd(impl, loop):
+    """A sock_recv left pending on a socket that is then closed must not read from
+    another socket that gets the same fd number: the new socket's data goes to the
+    transport now reading it."""
+    if impl.name == "asyncio":
+        pytest.skip(
+            "stdlib asyncio's selector keeps the closed socket's key and the new "
+            "socket's reader never runs (a user error there); ferroloop must not "
+            "hand the new socket's data to the stale recv"
+        )
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        stale = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        fd = a.fileno()
+        a.close()
+        b.close()
+        c, d = socket.socketpair()
+        if fd not in (c.fileno(), d.fileno()):
+            moved = os.dup2(c.fileno(), fd)  # make sure the number is reused
+            c.close()
+            c = socket.socket(fileno=moved)
+        mine, other = (c, d) if c.fileno() == fd else (d, c)
+        got = bytearray()
+        arrived = loop.create_future()
+
+        class Collect(asyncio.Protocol):
+            def data_received(self, data):
+                got.extend(data)
+                if len(got) >= 5 and not arrived.done():
+                    arrived.set_result(None)
+
+        # The transport watches the same fd number the stale recv was waiting on;
+        # while it is paused, only the stale recv's reader is watching the fd.
+        tr, _ = await loop.connect_accepted_socket(Collect, mine)
+        try:
+            await asyncio.sleep(0)
+            tr.pause_reading()
+            other.send(b"hello")
+            await asyncio.sleep(0.05)
+            tr.resume_reading()
+            await asyncio.wait_for(arrived, 5)
+            await asyncio.sleep(0.01)
+            if stale.done():
+                assert isinstance(stale.exception(), OSError), stale
+            else:
+                stale.cancel()
+            return bytes(got)
+        finally:
+            tr.close()
+            other.close()
+
+    assert run(loop, main()) == b"hello"
 
 
 def test_sock_recv_connection_reset(loop, listener):

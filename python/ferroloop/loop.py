@@ -280,7 +280,7 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
             return data
         fut = self.create_future()
         self._ensure_fd_no_transport(fd)
-        self._sock_recv_wait(fut, fd, n)
+        self._sock_recv_wait(fut, sock, fd, n)
         return await fut
 
     # -- signals ----------------------------------------------------------------
