@@ -386,3 +386,51 @@ impl Drop for BytesBuilder {
         }
     }
 }
+
+extern "C" {
+    // POSIX; not exposed by the libc crate. CPython formats addresses with it.
+    fn inet_ntop(
+        af: c_int,
+        src: *const std::ffi::c_void,
+        dst: *mut std::ffi::c_char,
+        size: libc::socklen_t,
+    ) -> *const std::ffi::c_char;
+}
+
+/// The text form `inet_ntop` gives an IPv4 or IPv6 address (as the socket
+/// module's address tuples carry it); `None` for another family.
+pub fn ip_text(storage: &libc::sockaddr_storage) -> Option<String> {
+    let family = storage.ss_family as c_int;
+    let src: *const std::ffi::c_void = match family {
+        libc::AF_INET => {
+            let sin = storage as *const _ as *const libc::sockaddr_in;
+            // SAFETY: the storage holds a sockaddr_in (its family says so).
+            let octets = unsafe { (*sin).sin_addr.s_addr }.to_ne_bytes();
+            // Dotted decimal, what inet_ntop prints (without its sprintf).
+            return Some(std::net::Ipv4Addr::from(octets).to_string());
+        }
+        libc::AF_INET6 => {
+            let sin6 = storage as *const _ as *const libc::sockaddr_in6;
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe { std::ptr::addr_of!((*sin6).sin6_addr).cast() }
+        }
+        _ => return None,
+    };
+    let mut text = [0 as std::ffi::c_char; 64];
+    // SAFETY: `src` points at an address of `family` inside `storage`; `text` has
+    // room for any IPv4/IPv6 text form, and inet_ntop NUL-terminates on success.
+    let out = unsafe {
+        inet_ntop(
+            family,
+            src,
+            text.as_mut_ptr(),
+            text.len() as libc::socklen_t,
+        )
+    };
+    if out.is_null() {
+        return None;
+    }
+    // SAFETY: inet_ntop succeeded, so `text` holds a NUL-terminated string.
+    let text = unsafe { std::ffi::CStr::from_ptr(text.as_ptr()) };
+    Some(text.to_string_lossy().into_owned())
+}

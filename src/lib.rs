@@ -2,6 +2,7 @@
 //! Future, Task and handles. The Python package wraps it as `ferroloop.Loop`.
 
 mod callbacks;
+mod datagram;
 mod errors;
 mod event_loop;
 mod ffi;
@@ -71,6 +72,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transport::StreamTransport>()?;
     m.add_class::<tls::TlsProtocolCore>()?;
     m.add_class::<sock_ops::SockRecv>()?;
+    m.add_class::<datagram::DatagramPump>()?;
     m.add_function(wrap_pyfunction!(sock_ops::_sock_recv_now, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(future::_set_class_views, m)?)?;

@@ -26,8 +26,9 @@ const LARGE_READ: usize = 16 * 1024;
 /// After this many writes to a lost connection, each write logs a warning.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
-/// The read buffer shared by every transport (reads never overlap: GIL-serialised).
-static READ_BUF: GilCell<Vec<u8>> = GilCell::new(Vec::new());
+/// The read buffer shared by every stream and datagram transport (reads never
+/// overlap: GIL-serialised).
+pub static READ_BUF: GilCell<Vec<u8>> = GilCell::new(Vec::new());
 
 /// The native state of a stream transport.
 pub struct StreamState {
@@ -115,7 +116,7 @@ fn recv_shared<R>(py: Python<'_>, fd: RawFd, f: impl FnOnce(&[u8]) -> R) -> Resu
 }
 
 /// Run `f` over the bytes of a bytes-like object, as asyncio's `write` accepts them.
-fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
+pub fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult<R> {
     if let Ok(b) = data.cast::<PyBytes>() {
         return Ok(f(b.as_bytes()));
     }

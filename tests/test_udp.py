@@ -470,3 +470,109 @@ def test_datagram_received_error_goes_to_handler(loop, loop_errors, udp_peer):
     ctx = loop_errors.pop()
     assert ctx["message"].startswith("Exception in callback")
     assert isinstance(ctx["exception"], ZeroDivisionError)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_received_address_is_the_senders_sockname(loop, host):
+    """The address handed to datagram_received is what the socket module reports for
+    the sender: ``(host, port)`` for IPv4, ``(host, port, flowinfo, scope_id)`` for IPv6."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(lambda: DgRecorder(loop), local_addr=(host, 0))
+        sender = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sender.bind((host, 0))
+            sender.sendto(b"ping", tr.get_extra_info("sockname"))
+            await pr.wait(lambda: pr.datagrams)
+            return pr.datagrams[0], sender.getsockname()
+        finally:
+            sender.close()
+            await _close(tr, pr)
+
+    (data, addr), expected = run(loop, main())
+    assert data == b"ping"
+    assert addr == expected
+    assert type(addr) is tuple and [type(x) for x in addr] == [type(x) for x in expected]
+
+
+def test_burst_of_datagrams_arrives_in_order(loop, udp_peer):
+    """Datagrams queued before the loop reads are all delivered, in order, one
+    datagram per call, including empty ones."""
+    payloads = [b"%d" % i for i in range(200)] + [b""]
+
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(
+            lambda: DgRecorder(loop), local_addr=("127.0.0.1", 0)
+        )
+        try:
+            for p in payloads:
+                udp_peer.sendto(p, tr.get_extra_info("sockname"))
+            await pr.wait(lambda: len(pr.datagrams) == len(payloads))
+            return pr.datagrams
+        finally:
+            await _close(tr, pr)
+
+    got = run(loop, main())
+    assert [d for d, _ in got] == payloads
+    assert {a for _, a in got} == {udp_peer.getsockname()}
+
+
+def test_echo_round_trips_connected_and_unconnected(loop):
+    """A server echoing with ``sendto(data, addr)`` and clients connected with
+    ``remote_addr`` (``sendto(data)``) keep many round trips going."""
+
+    class EchoServer(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(data, addr)
+
+    async def main():
+        st, _ = await loop.create_datagram_endpoint(EchoServer, local_addr=("127.0.0.1", 0))
+        server_addr = st.get_extra_info("sockname")
+        clients = []
+        for _ in range(4):
+            tr, pr = await loop.create_datagram_endpoint(
+                lambda: DgRecorder(loop), remote_addr=server_addr
+            )
+            clients.append((tr, pr))
+        for round_ in range(50):
+            for i, (tr, _) in enumerate(clients):
+                tr.sendto(b"%d:%d" % (i, round_))
+            for _, pr in clients:
+                await pr.wait(lambda pr=pr, n=round_ + 1: len(pr.datagrams) >= n)
+        with pytest.raises(ValueError, match="Invalid address: must be None or"):
+            clients[0][0].sendto(b"x", ("127.0.0.1", 1))
+        result = [[d for d, _ in pr.datagrams] for _, pr in clients]
+        for tr, pr in clients:
+            await _close(tr, pr)
+        st.close()
+        return result
+
+    result = run(loop, main())
+    assert result == [[b"%d:%d" % (i, r) for r in range(50)] for i in range(4)]
+
+
+def test_closed_transport_is_freed(loop, udp_peer):
+    """After close, nothing keeps the transport (or its protocol) alive."""
+    import gc
+    import weakref
+
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(
+            lambda: DgRecorder(loop), local_addr=("127.0.0.1", 0)
+        )
+        udp_peer.sendto(b"x", tr.get_extra_info("sockname"))
+        await pr.wait(lambda: pr.datagrams)
+        tr.sendto(b"y", udp_peer.getsockname())
+        await _close(tr, pr)
+        await asyncio.sleep(0)
+        return weakref.ref(tr)
+
+    ref = run(loop, main())
+    gc.collect()
+    assert ref() is None

@@ -23,6 +23,7 @@ import weakref
 from asyncio import base_events, coroutines, events, futures, selector_events, unix_events
 
 from ._ferroloop import EventLoop, _after_fork_child, _shutdown_all_pools, _sock_recv_now
+from .datagram import DatagramTransport
 from .sslproto import start_tls
 from .transports import SocketTransport, make_ssl_transport
 
@@ -58,7 +59,6 @@ _BORROWED = {
         "_log_subprocess",
     ),
     _Selector: (
-        "_make_datagram_transport",
         "_make_self_pipe",
         "_close_self_pipe",
         "_read_from_self",
@@ -261,6 +261,10 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     _make_ssl_transport = make_ssl_transport
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
     start_tls = start_tls
 
     # -- low-level socket operations --------------------------------------------

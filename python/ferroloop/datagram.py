@@ -1,0 +1,40 @@
+"""ferroloop's datagram (UDP) transport: asyncio's ``_SelectorDatagramTransport``
+with native per-datagram paths.
+
+Closing, aborting, error reporting, the write buffer and its flow control are the
+stdlib's code. The reader the loop runs when the socket is readable
+(``_read_ready``) and ``sendto`` are a native ``DatagramPump``: one ``recvfrom``
+into a shared buffer with the address tuple built natively (IPv4/IPv6), and the
+stdlib's send-or-queue logic without a Python frame.
+"""
+
+from __future__ import annotations
+
+from asyncio import selector_events
+
+from ._ferroloop import DatagramPump
+
+__all__ = ("DatagramTransport",)
+
+
+class DatagramTransport(selector_events._SelectorDatagramTransport):
+    """A UDP (or other datagram socket) transport driven by the native pump."""
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        pump = DatagramPump(self, sock, sock.fileno(), int(sock.family))
+        # Instance attributes shadow the stdlib's methods of the same names: the
+        # reader the stdlib's __init__ registers, and ``transport.sendto``.
+        self._pump = pump
+        self._read_ready = pump
+        self.sendto = pump.sendto
+        super().__init__(loop, sock, protocol, address, waiter, extra)
+        pump._configure(self._address, bool(self._extra["peername"]))
+
+    def _call_connection_lost(self, exc):
+        try:
+            super()._call_connection_lost(exc)
+        finally:
+            # Once lost, the stdlib's own methods answer (and nothing keeps the
+            # transport in a reference cycle with its pump).
+            del self._read_ready, self.sendto
+            self._pump._detach()

@@ -1,0 +1,332 @@
+//! The native half of ferroloop's datagram (UDP) transport.
+//!
+//! `ferroloop.datagram.DatagramTransport` is asyncio's `_SelectorDatagramTransport`
+//! (close, abort, errors, the write buffer and its flow control stay the stdlib's
+//! code) whose two per-datagram paths are a [`DatagramPump`]: the reader the
+//! loop runs when the socket is readable (`_read_ready`: one `recvfrom` into the
+//! shared buffer, the address tuple built natively for IPv4/IPv6, then
+//! `protocol.datagram_received(data, addr)`), and `sendto`.
+
+use std::mem::MaybeUninit;
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
+use pyo3::{intern, PyTraverseError};
+
+use crate::handles::is_fatal;
+use crate::transport::{with_bytes, MAX_READ, READ_BUF};
+
+/// After this many sends on a lost connected transport, each one logs a warning
+/// (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: i64 = 5;
+
+/// The per-datagram paths of one datagram transport (see the module docs).
+#[pyclass(module = "ferroloop._ferroloop")]
+pub struct DatagramPump {
+    transport: Option<Py<PyAny>>,
+    sock: Option<Py<PyAny>>,
+    fd: RawFd,
+    /// The socket family is AF_INET or AF_INET6 (addresses built natively).
+    inet: bool,
+    /// The transport's fixed `_address` (a connected endpoint's peer), if any.
+    address: Option<Py<PyAny>>,
+    /// `transport._extra['peername']` is set: `send`, not `sendto`.
+    has_peer: bool,
+}
+
+/// What one `recvfrom` produced.
+enum Received<'py> {
+    Datagram(Bound<'py, PyBytes>, Bound<'py, PyAny>),
+    WouldBlock,
+    Failed(PyErr),
+}
+
+/// `(host, port)` / `(host, port, flowinfo, scope_id)` as the socket module builds them.
+fn inet_address<'py>(
+    py: Python<'py>,
+    storage: &libc::sockaddr_storage,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(host) = crate::ffi::ip_text(storage) else {
+        return Ok(None);
+    };
+    let host = PyString::new(py, &host).into_any();
+    let addr = if storage.ss_family as i32 == libc::AF_INET {
+        // SAFETY: the storage holds a sockaddr_in (its family says so).
+        let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+        let port = u16::from_be(sin.sin_port).into_pyobject(py)?.into_any();
+        PyTuple::new(py, [host, port])?
+    } else {
+        // SAFETY: `ip_text` only succeeds for AF_INET and AF_INET6: a sockaddr_in6.
+        let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+        let port = u16::from_be(sin6.sin6_port).into_pyobject(py)?.into_any();
+        let flowinfo = u32::from_be(sin6.sin6_flowinfo)
+            .into_pyobject(py)?
+            .into_any();
+        let scope = sin6.sin6_scope_id.into_pyobject(py)?.into_any();
+        PyTuple::new(py, [host, port, flowinfo, scope])?
+    };
+    Ok(Some(addr.into_any()))
+}
+
+impl DatagramPump {
+    /// One `recvfrom`: natively for IPv4/IPv6 sockets, else the socket's own.
+    fn receive<'py>(&self, py: Python<'py>) -> PyResult<Received<'py>> {
+        if self.inet {
+            let mut buf = READ_BUF.borrow_mut(py);
+            if buf.len() < MAX_READ {
+                buf.resize(MAX_READ, 0);
+            }
+            let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: `buf` has MAX_READ writable bytes and `storage` room for any
+            // address; `len` says how much. A bad fd only makes the call fail.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd,
+                    buf.as_mut_ptr().cast(),
+                    MAX_READ,
+                    0,
+                    storage.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
+            if n < 0 {
+                let errno = crate::errors::last_errno();
+                if errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EINTR {
+                    return Ok(Received::WouldBlock);
+                }
+                return Ok(Received::Failed(crate::errors::from_errno(errno)));
+            }
+            let data = PyBytes::new(py, &buf[..n as usize]);
+            drop(buf);
+            // SAFETY: zero-initialised, and the kernel filled in the address.
+            let storage = unsafe { storage.assume_init() };
+            if let Some(addr) = inet_address(py, &storage)? {
+                return Ok(Received::Datagram(data, addr));
+            }
+            // An address the socket module formats differently: its own conversion.
+            return Err(PyValueError::new_err(
+                "unexpected address family from recvfrom",
+            ));
+        }
+        let sock = self.sock(py)?;
+        match sock.call_method1(intern!(py, "recvfrom"), (MAX_READ,)) {
+            Ok(pair) => {
+                let data = pair.get_item(0)?.cast_into::<PyBytes>()?;
+                Ok(Received::Datagram(data, pair.get_item(1)?))
+            }
+            Err(err)
+                if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
+                    || err.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
+            {
+                Ok(Received::WouldBlock)
+            }
+            Err(err) if err.is_instance_of::<pyo3::exceptions::PyOSError>(py) => {
+                Ok(Received::Failed(err))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn transport<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.transport
+            .as_ref()
+            .map(|t| t.bind(py).clone())
+            .ok_or_else(|| PyValueError::new_err("datagram transport is gone"))
+    }
+
+    fn sock<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.sock
+            .as_ref()
+            .map(|s| s.bind(py).clone())
+            .ok_or_else(|| PyValueError::new_err("datagram transport is gone"))
+    }
+
+    /// `transport._fatal_error(exc, message)`; SystemExit/KeyboardInterrupt propagate.
+    fn fatal(transport: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = transport.py();
+        if is_fatal(py, &err) {
+            return Err(err);
+        }
+        let exc = crate::handles::exception_value(py, &err);
+        transport
+            .call_method1(intern!(py, "_fatal_error"), (exc, message))
+            .map(drop)
+    }
+
+    /// `transport._protocol.error_received(exc)`.
+    fn error_received(transport: &Bound<'_, PyAny>, err: PyErr) -> PyResult<()> {
+        let py = transport.py();
+        let exc = crate::handles::exception_value(py, &err);
+        transport
+            .getattr(intern!(py, "_protocol"))?
+            .call_method1(intern!(py, "error_received"), (exc,))
+            .map(drop)
+    }
+}
+
+#[pymethods]
+impl DatagramPump {
+    #[new]
+    fn py_new(
+        transport: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        fd: RawFd,
+        family: i32,
+    ) -> Self {
+        DatagramPump {
+            transport: Some(transport.clone().unbind()),
+            sock: Some(sock.clone().unbind()),
+            fd,
+            inet: family == libc::AF_INET || family == libc::AF_INET6,
+            address: None,
+            has_peer: false,
+        }
+    }
+
+    /// Take the transport's fixed addressing once it is set up: its `_address`
+    /// and whether it has a peer name.
+    fn _configure(&mut self, address: &Bound<'_, PyAny>, has_peer: bool) -> PyResult<()> {
+        self.address = if address.is_truthy()? {
+            Some(address.clone().unbind())
+        } else {
+            None
+        };
+        self.has_peer = has_peer;
+        Ok(())
+    }
+
+    /// The socket is readable (asyncio's `_read_ready`): one datagram to
+    /// `protocol.datagram_received(data, addr)`, or an OSError to `error_received`.
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let transport = self.transport(py)?;
+        let conn_lost: i64 = transport.getattr(intern!(py, "_conn_lost"))?.extract()?;
+        if conn_lost != 0 {
+            return Ok(());
+        }
+        let received = match self.receive(py) {
+            Ok(r) => r,
+            Err(err) => {
+                return Self::fatal(&transport, err, "Fatal read error on datagram transport")
+            }
+        };
+        match received {
+            Received::Datagram(data, addr) => transport
+                .getattr(intern!(py, "_protocol"))?
+                .call_method1(intern!(py, "datagram_received"), (data, addr))
+                .map(drop),
+            Received::WouldBlock => Ok(()),
+            Received::Failed(err) => Self::error_received(&transport, err),
+        }
+    }
+
+    /// asyncio's `sendto(data, addr=None)`: sent at once when nothing is queued,
+    /// else queued for `_sendto_ready` (with the write flow control).
+    #[pyo3(signature = (data, addr = None))]
+    fn sendto(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        if !(data.is_instance_of::<PyBytes>()
+            || data.is_instance_of::<PyByteArray>()
+            || data.is_instance_of::<PyMemoryView>())
+        {
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not {}",
+                data.get_type().name()?.repr()?
+            )));
+        }
+        if !data.is_truthy()? {
+            return Ok(());
+        }
+        let transport = self.transport(py)?;
+        let none = py.None().into_bound(py);
+        let mut addr = addr.cloned().unwrap_or(none);
+        let connected = self.address.is_some();
+        if let Some(address) = &self.address {
+            let address = address.bind(py);
+            if !(addr.is_none() || addr.eq(address)?) {
+                return Err(PyValueError::new_err(format!(
+                    "Invalid address: must be None or {}",
+                    address.str()?
+                )));
+            }
+            addr = address.clone();
+        }
+        let conn_lost: i64 = transport.getattr(intern!(py, "_conn_lost"))?.extract()?;
+        if conn_lost != 0 && connected {
+            if conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+                crate::pyrefs::refs(py)
+                    .logger
+                    .bind(py)
+                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
+            }
+            transport.setattr(intern!(py, "_conn_lost"), conn_lost + 1)?;
+            return Ok(());
+        }
+        let buffer = transport.getattr(intern!(py, "_buffer"))?;
+        if !buffer.is_truthy()? {
+            let sock = self.sock(py)?;
+            let sent = if self.has_peer {
+                sock.call_method1(intern!(py, "send"), (data,))
+            } else {
+                sock.call_method1(intern!(py, "sendto"), (data, &addr))
+            };
+            match sent {
+                Ok(_) => return Ok(()),
+                Err(err)
+                    if err.is_instance_of::<pyo3::exceptions::PyBlockingIOError>(py)
+                        || err.is_instance_of::<pyo3::exceptions::PyInterruptedError>(py) =>
+                {
+                    let loop_ = transport.getattr(intern!(py, "_loop"))?;
+                    loop_.call_method1(
+                        intern!(py, "_add_writer"),
+                        (
+                            transport.getattr(intern!(py, "_sock_fd"))?,
+                            transport.getattr(intern!(py, "_sendto_ready"))?,
+                        ),
+                    )?;
+                }
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyOSError>(py) => {
+                    return Self::error_received(&transport, err);
+                }
+                Err(err) => {
+                    return Self::fatal(&transport, err, "Fatal write error on datagram transport")
+                }
+            }
+        }
+        // What is queued must not change under us: a bytes copy.
+        let copy = with_bytes(data, |b| PyBytes::new(py, b))?;
+        let len = data.len()?;
+        buffer.call_method1(intern!(py, "append"), ((copy, addr),))?;
+        let size = transport.getattr(intern!(py, "_buffer_size"))?;
+        transport.setattr(intern!(py, "_buffer_size"), size.add(len)?)?;
+        transport
+            .call_method0(intern!(py, "_maybe_pause_protocol"))
+            .map(drop)
+    }
+
+    /// Forget the transport and socket (the transport lost its connection).
+    fn _detach(&mut self) {
+        self.transport = None;
+        self.sock = None;
+        self.address = None;
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.transport)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.address)
+    }
+
+    fn __clear__(&mut self) {
+        self.transport = None;
+        self.sock = None;
+        self.address = None;
+    }
+}
