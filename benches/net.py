@@ -1,4 +1,4 @@
-"""Network benchmarks: TCP echo over 127.0.0.1 and a small HTTP/1.1 server under load.
+"""Network benchmarks: TCP and UDP echo over 127.0.0.1 and a small HTTP/1.1 server under load.
 
 Run ``python benches/net.py`` to compare ferroloop with the stdlib asyncio loop, uvloop
 and rloop; the options are those of every family (``--help``, ``--loops``, ``--workloads``,
@@ -12,6 +12,10 @@ each round trip is four socket operations on the loop (the client's send, the se
 receive and send, the client's receive), and nothing but the loop and the kernel's loopback
 is measured: there is no outside client to saturate.  One operation is one message's round
 trip.  Connecting and closing are not timed.
+
+``udp_echo``: the same shape over UDP -- a datagram echo server and ``CONNECTIONS``
+connected clients, each with one 100-byte datagram in flight; one operation is one
+datagram's round trip.
 
 ``http_hello``: a minimal HTTP/1.1 keep-alive server (an ``asyncio.Protocol`` that splits
 requests on ``\\r\\n\\r\\n`` and answers each with a fixed ``Hello, World!`` response) runs
@@ -374,6 +378,73 @@ def protocol_echo_64k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
     return _protocol_echo(loop, n, 65536)
 
 
+# --------------------------------------------------------------------------- UDP
+
+
+class _UdpEchoServer(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.transport.sendto(data, addr)  # type: ignore[attr-defined]
+
+
+class _UdpEchoClient(asyncio.DatagramProtocol):
+    """A connected endpoint that ping-pongs one datagram ``count`` times."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, msg: bytes, count: int) -> None:
+        self.msg = msg
+        self.left = count
+        self.finished = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def start(self) -> None:
+        self.transport.sendto(self.msg)  # type: ignore[attr-defined]
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.left -= 1
+        if self.left:
+            self.transport.sendto(self.msg)  # type: ignore[attr-defined]
+        elif not self.finished.done():
+            self.finished.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.finished.done():
+            self.finished.set_exception(exc)
+
+
+def udp_echo(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """100-byte datagram round trips: a ``create_datagram_endpoint`` echo server
+    (``sendto(data, addr)``) and connected (``remote_addr``) clients."""
+    per_client = max(1, n // CONNECTIONS)
+    msg = _message(100)
+
+    async def main_coro() -> float:
+        server, _ = await loop.create_datagram_endpoint(_UdpEchoServer, local_addr=(HOST, 0))
+        address = server.get_extra_info("sockname")
+        clients = []
+        for _ in range(CONNECTIONS):
+            transport, proto = await loop.create_datagram_endpoint(
+                lambda: _UdpEchoClient(loop, msg, per_client), remote_addr=address
+            )
+            clients.append((transport, proto))
+        start = time.perf_counter()
+        for _, proto in clients:
+            proto.start()
+        # Loopback does not drop datagrams at one in flight per client; a bound all the same.
+        await asyncio.wait_for(asyncio.gather(*(p.finished for _, p in clients)), 60)
+        elapsed = time.perf_counter() - start
+        for transport, _ in clients:
+            transport.close()
+        server.close()
+        await asyncio.sleep(0)
+        return elapsed
+
+    return Measured(per_client * CONNECTIONS, loop.run_until_complete(main_coro()))
+
+
 # --------------------------------------------------------------------------- HTTP server
 
 
@@ -680,6 +751,7 @@ WORKLOADS = [
     Workload("streams_echo_64k", streams_echo_64k, 4_000, 200, streams_echo_64k.__doc__),
     Workload("protocol_echo_1k", protocol_echo_1k, 40_000, 2_000, protocol_echo_1k.__doc__),
     Workload("protocol_echo_64k", protocol_echo_64k, 12_000, 600, protocol_echo_64k.__doc__),
+    Workload("udp_echo", udp_echo, 20_000, 1_000, udp_echo.__doc__),
     # n is the load duration in seconds (wrk takes whole seconds).
     Workload("http_hello", http_hello, 3, 1, http_hello.__doc__),
 ]
