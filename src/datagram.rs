@@ -35,6 +35,11 @@ pub struct DatagramPump {
     address: Option<Py<PyAny>>,
     /// `transport._extra['peername']` is set: `send`, not `sendto`.
     has_peer: bool,
+    /// `sendto(b'')` sends nothing (Python 3.11; 3.12+ sends an empty datagram).
+    skip_empty: bool,
+    /// What each queued datagram adds to the buffer size besides its bytes
+    /// (`_header_size` on 3.12+, 0 before).
+    header_size: usize,
 }
 
 /// What one `recvfrom` produced.
@@ -184,12 +189,22 @@ impl DatagramPump {
             inet: family == libc::AF_INET || family == libc::AF_INET6,
             address: None,
             has_peer: false,
+            skip_empty: true,
+            header_size: 0,
         }
     }
 
-    /// Take the transport's fixed addressing once it is set up: its `_address`
-    /// and whether it has a peer name.
-    fn _configure(&mut self, address: &Bound<'_, PyAny>, has_peer: bool) -> PyResult<()> {
+    /// Take the transport's fixed set-up once its `__init__` ran: its `_address`,
+    /// whether it has a peer name, and the interpreter's sendto rules.
+    fn _configure(
+        &mut self,
+        address: &Bound<'_, PyAny>,
+        has_peer: bool,
+        skip_empty: bool,
+        header_size: usize,
+    ) -> PyResult<()> {
+        self.skip_empty = skip_empty;
+        self.header_size = header_size;
         self.address = if address.is_truthy()? {
             Some(address.clone().unbind())
         } else {
@@ -241,7 +256,7 @@ impl DatagramPump {
                 data.get_type().name()?.repr()?
             )));
         }
-        if !data.is_truthy()? {
+        if self.skip_empty && !data.is_truthy()? {
             return Ok(());
         }
         let transport = self.transport(py)?;
@@ -302,7 +317,7 @@ impl DatagramPump {
         }
         // What is queued must not change under us: a bytes copy.
         let copy = with_bytes(data, |b| PyBytes::new(py, b))?;
-        let len = data.len()?;
+        let len = data.len()? + self.header_size;
         buffer.call_method1(intern!(py, "append"), ((copy, addr),))?;
         let size = transport.getattr(intern!(py, "_buffer_size"))?;
         transport.setattr(intern!(py, "_buffer_size"), size.add(len)?)?;

@@ -10,6 +10,7 @@ stdlib's send-or-queue logic without a Python frame.
 
 from __future__ import annotations
 
+import sys
 from asyncio import selector_events
 
 from ._ferroloop import DatagramPump
@@ -28,7 +29,12 @@ class DatagramTransport(selector_events._SelectorDatagramTransport):
         self._read_ready = pump
         self.sendto = pump.sendto
         super().__init__(loop, sock, protocol, address, waiter, extra)
-        pump._configure(self._address, bool(self._extra["peername"]))
+        pump._configure(
+            self._address,
+            bool(self._extra["peername"]),
+            sys.version_info < (3, 12),  # 3.12 sends empty datagrams
+            getattr(self, "_header_size", 0),  # 3.12 counts a header per queued datagram
+        )
 
     def _call_connection_lost(self, exc):
         try:
