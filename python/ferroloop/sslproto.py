@@ -36,6 +36,12 @@ def _with_globals(func, **overrides):
 class _SSLProtocolTransport(sslproto._SSLProtocolTransport):
     """asyncio's app-side TLS transport; ``write`` enters the native pump."""
 
+    def __init__(self, loop, ssl_protocol):
+        super().__init__(loop, ssl_protocol)
+        # The pump's bound method as an instance attribute: ``transport.write(data)``
+        # then runs no Python frame (the method below is the same, for class calls).
+        self.write = ssl_protocol._write_app
+
     def write(self, data):
         """Encrypt and send ``data`` (buffered until the handshake completes)."""
         self._ssl_protocol._write_app(data)
