@@ -43,94 +43,31 @@ import json
 import os
 import resource
 import selectors
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from _common import Measured, Workload, main  # the script's own folder is first on sys.path
+from net import HTTP_CONNECTIONS, WRK_THREADS, http_client_kind, run_load_client
 
 HOST = "127.0.0.1"
-#: Concurrent keep-alive connections of the load client; wrk's thread count.
-CONNECTIONS = 50
-WRK_THREADS = 1
+#: Concurrent keep-alive connections of the load client (net.py's, which runs it).
+CONNECTIONS = HTTP_CONNECTIONS
 #: Load-client CPU use (fraction of one CPU) from which a cell is flagged ``bound=load-client``.
 CLIENT_BOUND = 0.9
 BODY = b"Hello, World!"
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
-# wrk's Lua hook: print the raw counts (requests, duration in us, errors) in one line.
-WRK_SCRIPT = """\
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("@@WRK@@ %d %d %d %d %d %d %d\\n", summary.requests,
-    summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
-end
-"""
-
-
 # --------------------------------------------------------------------------- load client
-
-
-def http_client_kind() -> str:
-    """The load client: ``wrk`` or ``python``."""
-    choice = os.environ.get("FERROLOOP_BENCH_HTTP_CLIENT", "auto")
-    if choice not in ("auto", "wrk", "python"):
-        raise SystemExit(f"FERROLOOP_BENCH_HTTP_CLIENT={choice!r}: use auto, wrk or python")
-    if choice == "auto":
-        return "wrk" if shutil.which("wrk") else "python"
-    return choice
 
 
 def _client_description() -> str:
     if http_client_kind() == "wrk":
         return f"wrk -t{WRK_THREADS} -c{CONNECTIONS}"
     return f"python selectors load client, {CONNECTIONS} connections"
-
-
-def run_load_client(port: int, seconds: int) -> dict[str, float]:
-    """Run the load client process to completion; return its counts and its CPU seconds."""
-    url = f"http://{HOST}:{port}/"
-    with tempfile.TemporaryDirectory(prefix="ferroloop-bench-") as tmp:
-        if http_client_kind() == "wrk":
-            script = os.path.join(tmp, "report.lua")
-            with open(script, "w", encoding="utf-8") as fh:
-                fh.write(WRK_SCRIPT)
-            cmd = [
-                "wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s",
-                "--timeout", "5s", "-s", script, url,
-            ]  # fmt: skip
-        else:
-            cmd = [
-                sys.executable, os.path.abspath(__file__), "--_http-client",
-                str(port), str(CONNECTIONS), str(seconds),
-            ]  # fmt: skip
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=seconds + 30, check=False
-        )
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    for line in proc.stdout.splitlines():
-        if line.startswith("@@WRK@@ "):
-            requests, duration_us, *errors = (int(x) for x in line.split()[1:])
-            if any(errors):
-                names = ("connect", "read", "write", "status", "timeout")
-                raise RuntimeError(f"wrk errors: {dict(zip(names, errors, strict=True))}")
-            return {"requests": requests, "seconds": duration_us / 1e6, "client_cpu_s": cpu}
-        if line.startswith("@@HTTP-CLIENT@@ "):
-            doc = json.loads(line.split(" ", 1)[1])
-            if doc["errors"]:
-                raise RuntimeError(f"load client errors: {doc['errors']}")
-            return {"requests": doc["requests"], "seconds": doc["seconds"], "client_cpu_s": cpu}
-    raise RuntimeError(
-        f"load client {cmd[0]!r} exited with {proc.returncode}: {proc.stderr.strip()[-500:]}"
-    )
 
 
 def _response_length(buffer: bytes) -> int:
@@ -217,7 +154,7 @@ def _serve_under_load(
         def drive() -> None:
             # A plain thread waits for the load client process; it holds no GIL meanwhile.
             try:
-                result["value"] = run_load_client(port, seconds)
+                result["value"] = run_load_client(port, seconds, None, os.path.abspath(__file__))
             except BaseException as exc:  # noqa: BLE001 - handed to the loop below
                 result["error"] = exc
             loop.call_soon_threadsafe(finished.set_result, None)

@@ -521,8 +521,13 @@ def _pinned(cmd: list[str], cpus: set[int] | None) -> list[str]:
     return [sys.executable, "-c", shim, *cmd]
 
 
-def _run_load_client(port: int, seconds: int, cpus: set[int] | None) -> dict[str, float]:
-    """Run the load client process (on ``cpus``) to completion; return its counts and CPU."""
+def run_load_client(
+    port: int, seconds: int, cpus: set[int] | None, script: str = os.path.abspath(__file__)
+) -> dict[str, float]:
+    """Run the load client process (on ``cpus``) to completion; return its counts and CPU.
+
+    Without ``wrk`` the client is ``script --_http-client`` (this file's by default).
+    """
     url = f"http://{HOST}:{port}/"
     with tempfile.TemporaryDirectory(prefix="ferroloop-bench-") as tmp:
         if http_client_kind() == "wrk":
@@ -535,7 +540,7 @@ def _run_load_client(port: int, seconds: int, cpus: set[int] | None) -> dict[str
             ]  # fmt: skip
         else:
             cmd = [
-                sys.executable, os.path.abspath(__file__), "--_http-client",
+                sys.executable, script, "--_http-client",
                 str(port), str(HTTP_CONNECTIONS), str(seconds),
             ]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -584,7 +589,7 @@ def _http_load(loop: asyncio.AbstractEventLoop, n: int) -> tuple[int, float, flo
             # A plain thread (not the loop's subprocess support, which is under test
             # elsewhere) waits for the load client; it holds no GIL while waiting.
             try:
-                result["value"] = _run_load_client(port, n, client_cpus)
+                result["value"] = run_load_client(port, n, client_cpus)
             except BaseException as exc:  # noqa: BLE001 - handed to the loop below
                 result["error"] = exc
             loop.call_soon_threadsafe(finished.set_result, None)
@@ -714,7 +719,7 @@ def http_ceiling(seconds: int) -> int:
         )  # exits by itself after seconds + 30 s
         try:
             port = int(server.stdout.readline())  # type: ignore[union-attr]
-            load = _run_load_client(port, seconds, client_cpus)
+            load = run_load_client(port, seconds, client_cpus)
         finally:
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             server.terminate()
