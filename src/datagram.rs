@@ -16,7 +16,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
-use crate::handles::is_fatal;
 use crate::transport::{with_bytes, MAX_READ, READ_BUF};
 
 /// After this many sends on a lost connected transport, each one logs a warning
@@ -100,7 +99,7 @@ impl DatagramPump {
             };
             if n < 0 {
                 let errno = crate::errors::last_errno();
-                if errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EINTR {
+                if crate::errors::would_block(errno) {
                     return Ok(Received::WouldBlock);
                 }
                 return Ok(Received::Failed(crate::errors::from_errno(errno)));
@@ -112,7 +111,8 @@ impl DatagramPump {
             if let Some(addr) = inet_address(py, &storage)? {
                 return Ok(Received::Datagram(data, addr));
             }
-            // An address the socket module formats differently: its own conversion.
+            // An IPv4/IPv6 socket reports an address of its own family; anything
+            // else is reported to the transport as a read error.
             return Err(PyValueError::new_err(
                 "unexpected address family from recvfrom",
             ));
@@ -148,18 +148,6 @@ impl DatagramPump {
             .as_ref()
             .map(|s| s.bind(py).clone())
             .ok_or_else(|| PyValueError::new_err("datagram transport is gone"))
-    }
-
-    /// `transport._fatal_error(exc, message)`; SystemExit/KeyboardInterrupt propagate.
-    fn fatal(transport: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
-        let py = transport.py();
-        if is_fatal(py, &err) {
-            return Err(err);
-        }
-        let exc = crate::handles::exception_value(py, &err);
-        transport
-            .call_method1(intern!(py, "_fatal_error"), (exc, message))
-            .map(drop)
     }
 
     /// `transport._protocol.error_received(exc)`.
@@ -225,7 +213,11 @@ impl DatagramPump {
         let received = match self.receive(py) {
             Ok(r) => r,
             Err(err) => {
-                return Self::fatal(&transport, err, "Fatal read error on datagram transport")
+                return crate::handles::call_fatal_error(
+                    &transport,
+                    err,
+                    "Fatal read error on datagram transport",
+                )
             }
         };
         match received {
@@ -311,7 +303,11 @@ impl DatagramPump {
                     return Self::error_received(&transport, err);
                 }
                 Err(err) => {
-                    return Self::fatal(&transport, err, "Fatal write error on datagram transport")
+                    return crate::handles::call_fatal_error(
+                        &transport,
+                        err,
+                        "Fatal write error on datagram transport",
+                    )
                 }
             }
         }

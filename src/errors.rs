@@ -38,3 +38,9 @@ pub fn last_errno() -> i32 {
         .raw_os_error()
         .unwrap_or(libc::EIO)
 }
+
+/// Whether a failed non-blocking socket call only means "not now"
+/// (`BlockingIOError` / `InterruptedError` in Python terms).
+pub fn would_block(errno: i32) -> bool {
+    errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EINTR
+}

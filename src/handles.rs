@@ -189,6 +189,18 @@ pub fn exception_value<'py>(py: Python<'py>, err: &PyErr) -> Bound<'py, PyAny> {
     err.clone_ref(py).into_value(py).into_bound(py).into_any()
 }
 
+/// A transport's fatal error: `obj._fatal_error(exc, message)`, except that
+/// `SystemExit`/`KeyboardInterrupt` propagate (asyncio's transports re-raise them).
+pub fn call_fatal_error(obj: &Bound<'_, PyAny>, err: PyErr, message: &str) -> PyResult<()> {
+    let py = obj.py();
+    if is_fatal(py, &err) {
+        return Err(err);
+    }
+    let exc = exception_value(py, &err);
+    obj.call_method1(pyo3::intern!(py, "_fatal_error"), (exc, message))
+        .map(drop)
+}
+
 /// `True` for the exceptions that must escape the loop (`SystemExit`, `KeyboardInterrupt`).
 pub fn is_fatal(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)

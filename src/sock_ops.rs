@@ -28,9 +28,7 @@ enum Received<'py> {
 fn recv_once(py: Python<'_>, fd: RawFd, n: usize) -> PyResult<Received<'_>> {
     Ok(match crate::ffi::recv_into_new_bytes(py, fd, n)? {
         Ok(data) => Received::Data(data),
-        Err(e) if e == libc::EAGAIN || e == libc::EWOULDBLOCK || e == libc::EINTR => {
-            Received::WouldBlock
-        }
+        Err(e) if crate::errors::would_block(e) => Received::WouldBlock,
         Err(e) => Received::Failed(crate::errors::from_errno(e)),
     })
 }

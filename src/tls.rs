@@ -141,6 +141,12 @@ fn pending_of(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
     obj.getattr(intern!(obj.py(), "pending"))?.extract()
 }
 
+/// `data[count:]`: what an `SSLObject.write` that took `count` bytes left over.
+fn tail_from<'py>(data: &Bound<'py, PyAny>, count: i64) -> PyResult<Bound<'py, PyAny>> {
+    let rest = pyo3::types::PySlice::new(data.py(), count as isize, isize::MAX, 1);
+    data.get_item(rest)
+}
+
 fn len_of(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
     Ok(obj.len()? as i64)
 }
@@ -353,12 +359,7 @@ impl TlsProtocolCore {
                     .extract()?;
                 let data_len = len_of(&data)?;
                 if count < data_len {
-                    let rest = data.get_item(pyo3::types::PySlice::new(
-                        py,
-                        count as isize,
-                        isize::MAX,
-                        1,
-                    ))?;
+                    let rest = tail_from(&data, count)?;
                     backlog.set_item(0, rest)?;
                     slf.borrow_mut().write_buffer_size -= count;
                 } else {
@@ -651,12 +652,7 @@ impl TlsProtocolCore {
                 Ok(count) => {
                     let count: i64 = count.extract()?;
                     if count < len_of(data)? {
-                        let rest = data.get_item(pyo3::types::PySlice::new(
-                            py,
-                            count as isize,
-                            isize::MAX,
-                            1,
-                        ))?;
+                        let rest = tail_from(data, count)?;
                         Self::push_backlog(slf, &rest)?;
                     }
                 }

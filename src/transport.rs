@@ -72,11 +72,7 @@ fn errno_error(_py: Python<'_>, errno: i32) -> PyErr {
     crate::errors::from_errno(errno)
 }
 
-use crate::errors::last_errno;
-
-fn would_block(errno: i32) -> bool {
-    errno == libc::EAGAIN || errno == libc::EWOULDBLOCK || errno == libc::EINTR
-}
+use crate::errors::{last_errno, would_block};
 
 /// `send(2)` without SIGPIPE; `Ok(n)` or `Err(errno)`.
 fn send_bytes(fd: RawFd, data: &[u8]) -> Result<usize, i32> {
@@ -154,13 +150,7 @@ impl StreamTransport {
     }
 
     fn fatal(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
-        let py = slf.py();
-        if is_fatal(py, &err) {
-            return Err(err);
-        }
-        let exc = crate::handles::exception_value(py, &err);
-        slf.call_method1(intern!(py, "_fatal_error"), (exc, message))?;
-        Ok(())
+        crate::handles::call_fatal_error(slf.as_any(), err, message)
     }
 
     /// Ask the loop to re-arm the fd (edge-triggered: it may still be readable).
