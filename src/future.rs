@@ -270,7 +270,43 @@ pub fn future_set_result(fut: &Bound<'_, Future>, result: Py<PyAny>) -> PyResult
     schedule_callbacks(fut)
 }
 
-/// `set_exception` (class → instance, StopIteration rejected), Task uses it too.
+const STOP_ITERATION_MESSAGE: &str =
+    "StopIteration interacts badly with generators and cannot be raised into a Future";
+
+/// Up to 3.12, `set_exception(StopIteration())` (the exact type) raises TypeError.
+#[cfg(not(Py_3_13))]
+fn reject_stop_iteration<'py>(
+    py: Python<'py>,
+    exc: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if exc
+        .get_type()
+        .is(py.get_type::<pyo3::exceptions::PyStopIteration>())
+    {
+        return Err(PyTypeError::new_err(STOP_ITERATION_MESSAGE));
+    }
+    Ok(exc)
+}
+
+/// From 3.13, a StopIteration (or subclass) is stored as a RuntimeError whose
+/// `__cause__` and `__context__` are the StopIteration.
+#[cfg(Py_3_13)]
+fn reject_stop_iteration<'py>(
+    py: Python<'py>,
+    exc: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    if !exc.is_instance_of::<pyo3::exceptions::PyStopIteration>() {
+        return Ok(exc);
+    }
+    let err = py
+        .get_type::<pyo3::exceptions::PyRuntimeError>()
+        .call1((STOP_ITERATION_MESSAGE,))?;
+    err.setattr(intern!(py, "__cause__"), &exc)?;
+    err.setattr(intern!(py, "__context__"), &exc)?;
+    Ok(err)
+}
+
+/// `set_exception` (class → instance, StopIteration per version), Task uses it too.
 pub fn future_set_exception(fut: &Bound<'_, Future>, exception: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = fut.py();
     {
@@ -288,14 +324,7 @@ pub fn future_set_exception(fut: &Bound<'_, Future>, exception: &Bound<'_, PyAny
     if !exc.is_instance_of::<pyo3::exceptions::PyBaseException>() {
         return Err(PyTypeError::new_err("invalid exception object"));
     }
-    if exc
-        .get_type()
-        .is(py.get_type::<pyo3::exceptions::PyStopIteration>())
-    {
-        return Err(PyTypeError::new_err(
-            "StopIteration interacts badly with generators and cannot be raised into a Future",
-        ));
-    }
+    let exc = reject_stop_iteration(py, exc)?;
     let tb = exc.getattr(intern!(py, "__traceback__"))?;
     {
         let mut c = fut.get().core.borrow_mut(py);
@@ -849,14 +878,34 @@ impl FutureIter {
     }
 
     /// Generator protocol: raise the given exception into the awaiting coroutine.
-    #[pyo3(signature = (typ, val = None, tb = None))]
+    /// `throw(typ, val, tb)` with more than one argument is deprecated from 3.12,
+    /// with the C accelerator's DeprecationWarning.
+    #[pyo3(signature = (typ, *rest))]
     fn throw(
         &self,
         py: Python<'_>,
         typ: &Bound<'_, PyAny>,
-        val: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
+        rest: &Bound<'_, PyTuple>,
     ) -> PyResult<()> {
+        if rest.len() > 2 {
+            return Err(PyTypeError::new_err(format!(
+                "throw expected at most 3 arguments, got {}",
+                rest.len() + 1
+            )));
+        }
+        #[cfg(Py_3_12)]
+        if !rest.is_empty() {
+            PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyDeprecationWarning>(),
+                c"the (type, exc, tb) signature of throw() is deprecated, use the single-arg signature instead.",
+                1,
+            )?;
+        }
+        let val = rest.get_item(0).ok();
+        let tb = rest.get_item(1).ok();
+        let val = val.as_ref();
+        let tb = tb.as_ref();
         let old = self.future.borrow_mut(py).take();
         drop(old);
         let val = val.filter(|v| !v.is_none());

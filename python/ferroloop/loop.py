@@ -90,7 +90,6 @@ _BORROWED = {
         "sock_accept",
         "_sock_accept",
         "_sendfile_native",
-        "_stop_serving",
     ),
     _Unix: (
         "_process_self_data",
@@ -149,6 +148,9 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         self._internal_fds = 0
         self._ssock = self._csock = None
         self._selector = _SelectorView(self)
+        # Listening Unix sockets whose path create_unix_server (3.13+,
+        # cleanup_socket=True) unlinks when the server stops: socket -> st_ino.
+        self._unix_server_sockets: dict = {}
         self.set_debug(coroutines._is_debug_mode())
 
     # -- running and stopping -------------------------------------------------
@@ -286,6 +288,28 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         self._ensure_fd_no_transport(fd)
         self._sock_recv_wait(fut, sock, fd, n)
         return await fut
+
+    # -- servers ------------------------------------------------------------------
+
+    def _stop_serving(self, sock) -> None:
+        """Stop accepting on ``sock`` and close it; a Unix socket registered by
+        ``create_unix_server(cleanup_socket=True)`` (3.13+) has its path unlinked
+        if the path still names the same inode."""
+        ino = self._unix_server_sockets.pop(sock, None)
+        path = sock.getsockname() if ino is not None else None
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is None:
+            return
+        try:
+            if os.stat(path).st_ino == ino:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            base_events.logger.error(
+                "Unable to clean up listening UNIX socket %r: %r", path, err
+            )
 
     # -- signals ----------------------------------------------------------------
 

@@ -5,6 +5,7 @@ with the semantics of asyncio's ``_SelectorSocketTransport``."""
 from __future__ import annotations
 
 import socket
+import sys
 import warnings
 from asyncio import base_events, constants, futures, protocols, transports, trsock
 from asyncio.log import logger
@@ -13,6 +14,25 @@ from ._ferroloop import StreamTransport
 from .sslproto import SSLProtocol
 
 __all__ = ("SocketTransport", "make_ssl_transport")
+
+
+if sys.version_info >= (3, 13):
+    # 3.13's Server keeps a WeakSet of its client transports (close_clients(),
+    # abort_clients()): _attach/_detach take the transport.
+
+    def _server_attach(server, transport) -> None:
+        server._attach(transport)
+
+    def _server_detach(server, transport) -> None:
+        server._detach(transport)
+
+else:
+
+    def _server_attach(server, transport) -> None:
+        server._attach()
+
+    def _server_detach(server, transport) -> None:
+        server._detach()
 
 
 class _SocketTransportClass(transports._FlowControlMixin, transports.Transport):
@@ -57,7 +77,7 @@ class SocketTransport(StreamTransport):
         self._server = server
         self._empty_waiter = None
         if server is not None:
-            server._attach()
+            _server_attach(server, self)
         loop._transports[self._sock_fd] = self
         base_events._set_nodelay(sock)
         loop.call_soon(self._protocol.connection_made, self)
@@ -173,7 +193,7 @@ class SocketTransport(StreamTransport):
             self._loop = None
             server = self._server
             if server is not None:
-                server._detach()
+                _server_detach(server, self)
                 self._server = None
 
     def _read_ready__on_eof(self) -> None:
