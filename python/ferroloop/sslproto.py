@@ -46,6 +46,14 @@ class _SSLProtocolTransport(sslproto._SSLProtocolTransport):
         """Encrypt and send ``data`` (buffered until the handshake completes)."""
         self._ssl_protocol._write_app(data)
 
+    def close(self):
+        """Close as asyncio does (which drops ``_ssl_protocol``), and drop the bound
+        ``write`` with it so that the transport no longer keeps the protocol (and its
+        SSLContext) alive."""
+        super().close()
+        if self._ssl_protocol is None:
+            self.__dict__.pop("write", None)
+
 
 class SSLProtocol(TlsProtocolCore, sslproto.SSLProtocol):
     """asyncio's SSL/TLS protocol (``ssl.MemoryBIO``) with a native record pump."""
