@@ -681,14 +681,7 @@ impl EventLoop {
             }
             Ready::Transport(t, readable, writable, hup) => {
                 let t = t.bind(py);
-                let mut result = Ok(());
-                if readable {
-                    result = StreamTransport::read_ready(t, hup);
-                }
-                if writable && result.is_ok() {
-                    result = StreamTransport::write_ready(t);
-                }
-                match result {
+                match StreamTransport::ready(t, readable, writable, hup) {
                     Ok(()) => Ok(()),
                     Err(err) => {
                         let name = if readable {

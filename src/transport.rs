@@ -14,6 +14,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::event_loop::EventLoop;
+use crate::ffi;
 use crate::gil_cell::GilCell;
 use crate::handles::is_fatal;
 use crate::pyrefs::refs;
@@ -54,6 +55,9 @@ pub struct StreamState {
     want_write: bool,
     /// Size of the previous read (chooses the read strategy).
     last_read: usize,
+    /// The `contextvars.Context` the protocol's callbacks run in: a copy of the
+    /// context current when the transport was made, as asyncio's reader handle has.
+    context: Option<Py<PyAny>>,
 }
 
 impl StreamState {
@@ -133,6 +137,41 @@ pub fn with_bytes<R>(data: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyR
         "data argument must be a bytes-like object, not {}",
         name.repr()?
     )))
+}
+
+impl StreamTransport {
+    /// Run the loop's readiness work for this transport (read, then write) inside
+    /// the transport's context, as asyncio runs its reader and writer handles.
+    pub fn ready(t: &Bound<'_, Self>, readable: bool, writable: bool, hup: bool) -> PyResult<()> {
+        let py = t.py();
+        let ctx = t
+            .get()
+            .state
+            .borrow(py)
+            .context
+            .as_ref()
+            .map(|c| c.clone_ref(py));
+        // A context already entered (a protocol that runs the loop re-entrantly is an
+        // error anyway) is used as it stands.
+        let entered = match &ctx {
+            Some(c) => ffi::context_enter(c.bind(py)).is_ok(),
+            None => false,
+        };
+        let mut result = Ok(());
+        if readable {
+            result = Self::read_ready(t, hup);
+        }
+        if writable && result.is_ok() {
+            result = Self::write_ready(t);
+        }
+        if entered {
+            if let Some(c) = &ctx {
+                let exit = ffi::context_exit(c.bind(py));
+                result = result.and(exit);
+            }
+        }
+        result
+    }
 }
 
 impl StreamTransport {
@@ -527,15 +566,32 @@ impl StreamTransport {
                 want_read: false,
                 want_write: false,
                 last_read: 0,
+                context: None,
             }),
         }
     }
 
-    /// Bind to a ferroloop loop and a connected non-blocking socket fd.
-    fn _native_init(slf: &Bound<'_, Self>, r#loop: &Bound<'_, EventLoop>, fd: RawFd) {
-        let mut st = slf.get().state.borrow_mut(slf.py());
-        st.loop_ = Some(r#loop.clone().unbind());
-        st.fd = fd;
+    /// Bind to a ferroloop loop and a connected non-blocking socket fd; the
+    /// protocol's read and write callbacks run in `context`.
+    fn _native_init(
+        slf: &Bound<'_, Self>,
+        r#loop: &Bound<'_, EventLoop>,
+        fd: RawFd,
+        context: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        if !ffi::is_context(context) {
+            return Err(PyTypeError::new_err(
+                "context must be a contextvars.Context",
+            ));
+        }
+        let old = {
+            let mut st = slf.get().state.borrow_mut(slf.py());
+            st.loop_ = Some(r#loop.clone().unbind());
+            st.fd = fd;
+            st.context.replace(context.clone().unbind())
+        };
+        drop(old);
+        Ok(())
     }
 
     /// Set the protocol; `buffered` selects the BufferedProtocol read path.
@@ -777,6 +833,7 @@ impl StreamTransport {
             visit.call(&st.protocol)?;
             visit.call(&st.data_received)?;
             visit.call(&st.tls)?;
+            visit.call(&st.context)?;
         }
         Ok(())
     }
@@ -790,6 +847,7 @@ impl StreamTransport {
                     st.protocol.take(),
                     st.data_received.take(),
                     st.tls.take(),
+                    st.context.take(),
                 )
             };
             drop(taken);

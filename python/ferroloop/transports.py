@@ -4,6 +4,7 @@ with the semantics of asyncio's ``_SelectorSocketTransport``."""
 
 from __future__ import annotations
 
+import contextvars
 import socket
 import sys
 import warnings
@@ -71,7 +72,10 @@ class SocketTransport(StreamTransport):
                 self._extra["peername"] = None
         self._loop = loop
         self._sock = sock
-        self._native_init(loop, sock.fileno())
+        # The protocol's callbacks run in a copy of the creator's context, as on
+        # asyncio (whose reader handle copies it); connection_lost too, as on uvloop.
+        self._context = contextvars.copy_context()
+        self._native_init(loop, sock.fileno(), self._context)
         self._protocol_connected = False
         self.set_protocol(protocol)
         self._server = server
@@ -149,7 +153,7 @@ class SocketTransport(StreamTransport):
         if not self.get_write_buffer_size():
             self._conn_lost += 1
             self._discard_write_buffer()
-            self._loop.call_soon(self._call_connection_lost, None)
+            self._loop.call_soon(self._call_connection_lost, None, context=self._context)
 
     def abort(self) -> None:
         """Close at once, dropping buffered data."""
@@ -164,7 +168,7 @@ class SocketTransport(StreamTransport):
             self._closing = True
             self._set_reading(False)
         self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._loop.call_soon(self._call_connection_lost, exc, context=self._context)
 
     def _fatal_error(self, exc, message="Fatal error on transport") -> None:
         if isinstance(exc, OSError):
