@@ -31,8 +31,14 @@ impl TaskStep {
     fn __repr__(slf: &Bound<'_, Self>) -> String {
         // Like the C accelerator's wrapper: no task repr (it would recurse
         // through the task's `wait_for=` future).
+        // From 3.12 the accelerator names its type with the module (`_asyncio.`).
+        let module = if slf.py().version_info() >= (3, 12) {
+            "_asyncio."
+        } else {
+            ""
+        };
         format!(
-            "<TaskStepMethWrapper object at {:#x}>",
+            "<{module}TaskStepMethWrapper object at {:#x}>",
             slf.as_ptr() as usize
         )
     }

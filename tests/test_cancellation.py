@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 from ferro_testutil import run_briefly
@@ -404,7 +405,8 @@ def test_cancel_task_waiting_on_cancelled_inner_reraises(loop):
 
 
 def test_uncancel_before_first_step_does_not_revoke_cancel(loop):
-    """In 3.11, uncancel() only lowers the counter; the pending cancellation still happens."""
+    """Up to 3.12, uncancel() only lowers the counter and the pending cancellation
+    still happens; from 3.13, uncancel() to zero also withdraws it (the task runs)."""
     ran = []
 
     async def body():
@@ -413,6 +415,11 @@ def test_uncancel_before_first_step_does_not_revoke_cancel(loop):
     task = loop.create_task(body())
     task.cancel()
     assert task.uncancel() == 0
+    if sys.version_info >= (3, 13):
+        loop.run_until_complete(task)
+        assert ran == [True]
+        assert not task.cancelled()
+        return
     with pytest.raises(asyncio.CancelledError):
         loop.run_until_complete(task)
     assert ran == []

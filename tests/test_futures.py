@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import concurrent.futures
 import contextvars
 import gc
@@ -79,17 +80,14 @@ def test_set_exception_class_is_instantiated(make_future):
     assert fut.exception().args == ()
 
 
+_STOP_ITERATION_MESSAGE = (
+    "StopIteration interacts badly with generators and cannot be raised into a Future"
+)
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
-        (
-            StopIteration,
-            "StopIteration interacts badly with generators and cannot be raised into a Future",
-        ),
-        (
-            StopIteration(),
-            "StopIteration interacts badly with generators and cannot be raised into a Future",
-        ),
         (1, "invalid exception object"),
         ("text", "invalid exception object"),
     ],
@@ -100,6 +98,37 @@ def test_set_exception_rejects(make_future, bad, message):
         fut.set_exception(bad)
     assert str(info.value) == message
     assert not fut.done()
+
+
+class _MyStopIteration(StopIteration):
+    pass
+
+
+@pytest.mark.parametrize(
+    "bad", [StopIteration, StopIteration(), _MyStopIteration, _MyStopIteration()]
+)
+def test_set_exception_stop_iteration(make_future, bad):
+    """Up to 3.12, a StopIteration (exact type) is refused with TypeError and a
+    subclass is stored as it is; from 3.13 any StopIteration is stored as a
+    RuntimeError whose __cause__ and __context__ are the StopIteration."""
+    fut = make_future()
+    cls = bad if isinstance(bad, type) else type(bad)
+    if sys.version_info >= (3, 13):
+        fut.set_exception(bad)
+        exc = fut.exception()
+        assert type(exc) is RuntimeError
+        assert str(exc) == _STOP_ITERATION_MESSAGE
+        assert type(exc.__cause__) is cls and exc.__context__ is exc.__cause__
+        with pytest.raises(RuntimeError):
+            fut.result()
+    elif cls is StopIteration:
+        with pytest.raises(TypeError) as info:
+            fut.set_exception(bad)
+        assert str(info.value) == _STOP_ITERATION_MESSAGE
+        assert not fut.done()
+    else:
+        fut.set_exception(bad)
+        assert type(fut.exception()) is cls
 
 
 def test_cancel(make_future):

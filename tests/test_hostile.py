@@ -1009,7 +1009,8 @@ def task_unsupported_methods(loop):
 @case()
 def task_uncancel_and_cancelling(loop):
     async def body():
-        await asyncio.sleep(10)
+        # 3.13+: uncancel() down to zero withdraws the cancellation, so this runs.
+        await asyncio.sleep(0.01)
 
     t = loop.create_task(body())
     out = [
@@ -1297,6 +1298,23 @@ def _comparable(result: dict, compare: str):
     return out
 
 
+_NAN_TIMER_RUNS_AT_ONCE = {"result": ["ok", {"when": "nan", "ran": True}], "handler": []}
+
+#: Cases where ferroloop deliberately differs from the stdlib from some Python version
+#: on: name -> (first version, why, ferroloop's outcome). Listed in the README's
+#: compatibility notes.
+DIVERGENCES = {
+    name: (
+        (3, 13),
+        "asyncio 3.13 breaks its own loop on a NaN deadline (the selector's timeout "
+        "conversion raises ValueError on the next iteration); ferroloop keeps 3.11/3.12's "
+        "behaviour: a NaN deadline is due at once",
+        _NAN_TIMER_RUNS_AT_ONCE,
+    )
+    for name in ("call_later_nan", "call_at_nan")
+}
+
+
 @pytest.mark.timeout(max(600, int(CASE_TIMEOUT * len(CASES)) + 120))
 @pytest.mark.parametrize("name", list(CASES))
 def test_hostile(impl, name):
@@ -1308,6 +1326,10 @@ def test_hostile(impl, name):
             f"{actual['stderr']}",
             pytrace=False,
         )
+    divergence = DIVERGENCES.get(name)
+    if impl.name == "ferroloop" and divergence and sys.version_info >= divergence[0]:
+        assert actual == divergence[2], divergence[1]
+        return
     expected = results_for("asyncio")[name]
     assert "crash" not in expected, expected
     assert _comparable(actual, compare) == _comparable(expected, compare)

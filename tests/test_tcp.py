@@ -163,7 +163,8 @@ def test_create_connection_local_addr_in_use(loop, listener):
     assert info.value.errno == errno.EADDRINUSE
     assert str(info.value) == (
         f"[Errno {errno.EADDRINUSE}] error while attempting to bind on address {taken!r}: "
-        "address already in use"
+        + ("[errno 98] " if sys.version_info >= (3, 13) else "")  # 3.13: str(err).lower()
+        + "address already in use"
     )
 
 

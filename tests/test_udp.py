@@ -387,7 +387,8 @@ def test_stream_sock_rejected(loop):
     with socket.socket() as sock:
         with pytest.raises(ValueError) as info:
             run(loop, loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock))
-        assert str(info.value) == f"A UDP Socket was expected, got {sock!r}"
+        kind = "datagram socket" if sys.version_info >= (3, 13) else "UDP Socket"
+        assert str(info.value) == f"A {kind} was expected, got {sock!r}"
 
 
 def test_no_address_no_family(loop):
