@@ -456,3 +456,48 @@ def test_run_sigint_cancels_main_task_then_raises_keyboard_interrupt(impl):
     assert out == "main cancelled\n"
     assert err.rstrip().endswith("KeyboardInterrupt")
     assert proc.returncode == -signal.SIGINT
+
+
+def test_run_loop_factory(ferroloop_only):
+    """ferroloop.run(main, loop_factory=...) as uvloop.run: the factory makes the loop
+    (a subclass is fine), the loop is closed afterwards, keyword arguments pass on."""
+    import ferroloop
+
+    made = []
+
+    class MyLoop(ferroloop.Loop):
+        pass
+
+    def factory():
+        loop = MyLoop()
+        made.append(loop)
+        return loop
+
+    async def main():
+        return type(asyncio.get_running_loop()), asyncio.get_running_loop().get_debug()
+
+    assert ferroloop.run(main(), loop_factory=factory, debug=True) == (MyLoop, True)
+    assert len(made) == 1 and made[0].is_closed()
+    assert ferroloop.run(main(), loop_factory=None)[0] is ferroloop.Loop
+
+
+def test_run_loop_factory_must_make_a_ferroloop_loop(ferroloop_only):
+    """A factory that makes another loop is refused, as uvloop.run refuses one; the
+    stray loop is closed."""
+    import ferroloop
+
+    made = []
+
+    def factory():
+        loop = asyncio.SelectorEventLoop()
+        made.append(loop)
+        return loop
+
+    async def main():
+        return 1
+
+    coro = main()
+    with pytest.raises(TypeError, match="ferroloop.run\\(\\) uses a non-ferroloop event loop"):
+        ferroloop.run(coro, loop_factory=factory)
+    coro.close()
+    assert made[0].is_closed()

@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage, file=sys.stderr if not argv else sys.stdout)
         raise SystemExit(2 if not argv else 0)
-    ferroloop.install()
+    # The policy without install()'s 3.14 deprecation warning: the user asked for
+    # ferroloop here, not for asyncio's deprecated policy API.
+    ferroloop._set_event_loop_policy(ferroloop.EventLoopPolicy())
     if argv[0] == "-m":
         if len(argv) < 2:
             print(usage, file=sys.stderr)
