@@ -926,15 +926,28 @@ impl EventLoop {
     }
 
     /// Wrap a coroutine in a Task (or the task factory's object) and schedule it.
-    #[pyo3(signature = (coro, *, name = None, context = None))]
+    /// From Python 3.14 other keyword arguments (`eager_start=`, ...) go on to the
+    /// task factory or to `Task`, as asyncio's `create_task(coro, **kwargs)`.
+    #[pyo3(signature = (coro, *, name = None, context = None, **kwargs))]
     fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: &Bound<'py, PyAny>,
         name: Option<&Bound<'py, PyAny>>,
         context: Option<&Bound<'py, PyAny>>,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let this = slf.get();
+        let kwargs = kwargs.filter(|k| !k.is_empty());
+        if py.version_info() < (3, 14) {
+            if let Some(k) = kwargs {
+                let first = k.keys().get_item(0)?;
+                return Err(PyTypeError::new_err(format!(
+                    "create_task() got an unexpected keyword argument {}",
+                    first.repr()?
+                )));
+            }
+        }
         this.check_closed(py)?;
         let factory = this
             .state
@@ -942,9 +955,36 @@ impl EventLoop {
             .task_factory
             .as_ref()
             .map(|f| f.clone_ref(py));
+        if let Some(k) = kwargs {
+            // 3.14: everything the caller passed goes to the factory or to Task.
+            let all = k.copy()?;
+            if let Some(n) = name {
+                all.set_item(intern!(py, "name"), n)?;
+            }
+            if let Some(c) = context {
+                all.set_item(intern!(py, "context"), c)?;
+            }
+            return match factory {
+                Some(f) => f.bind(py).call((slf, coro), Some(&all)),
+                None => {
+                    all.set_item(intern!(py, "loop"), slf)?;
+                    py.get_type::<Task>().call((coro,), Some(&all))
+                }
+            };
+        }
         let Some(factory) = factory else {
-            return Ok(Task::spawn(slf.as_any(), coro, name, context)?.into_any());
+            return Ok(Task::spawn(slf.as_any(), coro, name, context, false)?.into_any());
         };
+        if py.version_info() >= (3, 14) {
+            let all = PyDict::new(py);
+            if let Some(n) = name {
+                all.set_item(intern!(py, "name"), n)?;
+            }
+            if let Some(c) = context {
+                all.set_item(intern!(py, "context"), c)?;
+            }
+            return factory.bind(py).call((slf, coro), Some(&all));
+        }
         let context = context.filter(|c| !c.is_none());
         let task = match context {
             None => factory.bind(py).call1((slf, coro))?,

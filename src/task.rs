@@ -80,6 +80,7 @@ impl Task {
         coro: &Bound<'py, PyAny>,
         name: Option<&Bound<'py, PyAny>>,
         context: Option<&Bound<'py, PyAny>>,
+        eager_start: bool,
     ) -> PyResult<Bound<'py, Task>> {
         let py = loop_.py();
         let init = PyClassInitializer::from(Future {
@@ -89,7 +90,7 @@ impl Task {
             core: GilCell::new(TaskCore::empty()),
         });
         let task = Bound::new(py, init)?;
-        init_task(&task, coro, Some(loop_), name, context)?;
+        init_task(&task, coro, Some(loop_), name, context, eager_start)?;
         Ok(task)
     }
 }
@@ -109,6 +110,7 @@ fn init_task(
     loop_: Option<&Bound<'_, PyAny>>,
     name: Option<&Bound<'_, PyAny>>,
     context: Option<&Bound<'_, PyAny>>,
+    eager_start: bool,
 ) -> PyResult<()> {
     let py = task.py();
     let loop_ = resolve_loop(py, loop_)?;
@@ -149,9 +151,77 @@ fn init_task(
         },
     );
     drop(old);
+    if eager_start && loop_is_running(task)? && is_real_context(task) {
+        return eager_start_task(task);
+    }
     schedule_step(task, None)?;
     refs(py).register_task.bind(py).call1((task,))?;
     Ok(())
+}
+
+fn loop_is_running(task: &Bound<'_, Task>) -> PyResult<bool> {
+    let py = task.py();
+    let (loop_, _) = task_loop(task)?;
+    loop_
+        .bind(py)
+        .call_method0(intern!(py, "is_running"))?
+        .is_truthy()
+}
+
+fn is_real_context(task: &Bound<'_, Task>) -> bool {
+    let py = task.py();
+    task.get()
+        .core
+        .borrow(py)
+        .context
+        .as_ref()
+        .is_some_and(|c| ffi::is_context(c.bind(py)))
+}
+
+/// 3.12+'s eager start: the first step runs now, inside `create_task`, with the
+/// task as the loop's current task (swapped in and back, as asyncio's
+/// `__eager_start`); a task still pending afterwards is registered and goes on
+/// from the loop like any other. (Tasks whose context is not a real
+/// `contextvars.Context` start lazily.)
+fn eager_start_task(task: &Bound<'_, Task>) -> PyResult<()> {
+    let py = task.py();
+    let tasks = py.import(intern!(py, "asyncio.tasks"))?;
+    let (loop_, _) = task_loop(task)?;
+    let swap = tasks.getattr(intern!(py, "_swap_current_task"))?;
+    let prev = swap.call1((&loop_, task))?;
+    let register_eager = tasks.getattr(intern!(py, "_register_eager_task")).ok();
+    let unregister_eager = tasks.getattr(intern!(py, "_unregister_eager_task")).ok();
+    let stepped = (|| -> PyResult<()> {
+        if let Some(f) = &register_eager {
+            f.call1((task,))?;
+        }
+        let ctx = task.get().context(py).into_bound(py);
+        ffi::context_enter(&ctx)?;
+        let result = step_body(task, None);
+        let exit = ffi::context_exit(&ctx);
+        let unregister = match &unregister_eager {
+            Some(f) => f.call1((task,)).map(drop),
+            None => Ok(()),
+        };
+        result.and(exit).and(unregister)
+    })();
+    let swapped_back = swap.call1((&loop_, prev)).and_then(|cur| {
+        if cur.is(task) {
+            Ok(())
+        } else {
+            Err(PyRuntimeError::new_err(
+                "eager start: the current task changed during the first step",
+            ))
+        }
+    });
+    let finished = if task.as_super().get().state(py) != FutState::Pending {
+        let coro = task.get().core.borrow_mut(py).coro.take();
+        drop(coro);
+        Ok(())
+    } else {
+        refs(py).register_task.bind(py).call1((task,)).map(drop)
+    };
+    stepped.and(swapped_back).and(finished)
 }
 
 fn task_loop(task: &Bound<'_, Task>) -> PyResult<(Py<PyAny>, Option<Py<EventLoop>>)> {
@@ -306,6 +376,18 @@ pub fn task_step(task: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyRes
             format!("_step(): already done: {}, {}", task.repr()?, exc_repr),
         ));
     }
+    let (loop_, _) = task_loop(task)?;
+    enter_task(py, &loop_, task)?;
+    let result = step_body(task, exc);
+    let leave = leave_task(py, &loop_, task);
+    result.and(leave)
+}
+
+/// The step itself, the task already current: send or throw into the coroutine and
+/// act on the outcome (asyncio's `__step_run_and_handle_result`).
+fn step_body(task: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+    let py = task.py();
+    let fut = task.as_super();
     let mut exc = exc;
     if task.get().core.borrow(py).must_cancel {
         let is_cancel = exc.as_ref().is_some_and(|e| is_cancelled_error(py, e));
@@ -326,8 +408,6 @@ pub fn task_step(task: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyRes
         return Err(PyRuntimeError::new_err("Task object is not initialized."));
     };
     let coro = coro.bind(py);
-    let (loop_, _) = task_loop(task)?;
-    enter_task(py, &loop_, task)?;
     let outcome = match exc {
         None => ffi::iter_send(coro, &py.None().into_bound(py)),
         Some(e) => match coro.call_method1(intern!(py, "throw"), (e,)) {
@@ -339,9 +419,7 @@ pub fn task_step(task: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyRes
             Err(err) => SendOutcome::Raise(err),
         },
     };
-    let result = handle_outcome(task, outcome);
-    let leave = leave_task(py, &loop_, task);
-    result.and(leave)
+    handle_outcome(task, outcome)
 }
 
 fn handle_outcome(task: &Bound<'_, Task>, outcome: SendOutcome<'_>) -> PyResult<()> {
@@ -589,16 +667,27 @@ impl Task {
         })
     }
 
-    /// `Task(coro, *, loop=None, name=None, context=None)`.
-    #[pyo3(signature = (coro, *, r#loop = None, name = None, context = None))]
+    /// `Task(coro, *, loop=None, name=None, context=None, eager_start=False)`
+    /// (`eager_start` from Python 3.12, as asyncio's).
+    #[pyo3(signature = (coro, *, r#loop = None, name = None, context = None, eager_start = None))]
     fn __init__(
         slf: &Bound<'_, Self>,
         coro: &Bound<'_, PyAny>,
         r#loop: Option<&Bound<'_, PyAny>>,
         name: Option<&Bound<'_, PyAny>>,
         context: Option<&Bound<'_, PyAny>>,
+        eager_start: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        init_task(slf, coro, r#loop, name, context)
+        let eager = match eager_start {
+            Some(_) if slf.py().version_info() < (3, 12) => {
+                return Err(PyTypeError::new_err(
+                    "Task.__init__() got an unexpected keyword argument 'eager_start'",
+                ))
+            }
+            Some(e) => e.is_truthy()?,
+            None => false,
+        };
+        init_task(slf, coro, r#loop, name, context, eager)
     }
 
     /// Request cancellation; a CancelledError is thrown into the coroutine.

@@ -1,0 +1,242 @@
+"""Each Python version's own asyncio features, side by side on both loops.
+
+3.12: eager tasks (``asyncio.eager_task_factory`` and
+``asyncio.create_eager_task_factory(<the loop's Task>)``), ``asyncio.run(loop_factory=)``.
+3.13: ``Server.close_clients()``/``abort_clients()``, ``create_unix_server(cleanup_socket=)``,
+``Queue.shutdown()``, ``as_completed`` as an async iterator. A test for a newer version is
+skipped on older ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+from io_testutil import run
+
+HOST = "127.0.0.1"
+py312 = pytest.mark.skipif(sys.version_info < (3, 12), reason="Python 3.12+")
+py313 = pytest.mark.skipif(sys.version_info < (3, 13), reason="Python 3.13+")
+
+
+def _eager_factories(impl):
+    return {
+        "asyncio.eager_task_factory": asyncio.eager_task_factory,
+        "own Task": asyncio.create_eager_task_factory(impl.task_class),
+    }
+
+
+@py312
+@pytest.mark.parametrize("which", ["asyncio.eager_task_factory", "own Task"])
+def test_eager_task_runs_first_step_in_create_task(impl, loop, which):
+    order = []
+    current_in_child = []
+
+    async def child():
+        current_in_child.append(asyncio.current_task())
+        order.append("child starts")
+        await asyncio.sleep(0)
+        order.append("child ends")
+        return 7
+
+    async def finishes_at_once():
+        return "done"
+
+    async def main():
+        loop.set_task_factory(_eager_factories(impl)[which])
+        outer = asyncio.current_task()
+        t = loop.create_task(child())
+        order.append("caller resumes")
+        assert asyncio.current_task() is outer
+        assert current_in_child == [t]
+        assert t in asyncio.all_tasks()
+        result = await t
+        quick = loop.create_task(finishes_at_once())
+        return result, quick.done(), quick.result(), type(t)
+
+    result, quick_done, quick_result, task_type = run(loop, main())
+    assert order == ["child starts", "caller resumes", "child ends"]
+    assert result == 7
+    assert quick_done and quick_result == "done"
+    if which == "own Task":
+        assert task_type is impl.task_class
+
+
+@py312
+def test_eager_task_exception_and_cancel(impl, loop):
+    async def boom():
+        raise ValueError("eager")
+
+    async def waits():
+        await asyncio.sleep(10)
+
+    async def main():
+        loop.set_task_factory(asyncio.create_eager_task_factory(impl.task_class))
+        t = loop.create_task(boom())
+        assert t.done()
+        with pytest.raises(ValueError, match="eager"):
+            t.result()
+        w = loop.create_task(waits())
+        assert not w.done()
+        w.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await w
+        return True
+
+    assert run(loop, main())
+
+
+@py312
+def test_eager_start_outside_a_running_loop_is_lazy(impl, loop):
+    ran = []
+
+    async def body():
+        ran.append(True)
+
+    loop.set_task_factory(asyncio.create_eager_task_factory(impl.task_class))
+    t = loop.create_task(body())
+    assert ran == [] and not t.done()
+    loop.run_until_complete(t)
+    assert ran == [True]
+
+
+@py312
+def test_asyncio_run_loop_factory(impl):
+    async def main():
+        return type(asyncio.get_running_loop())
+
+    assert issubclass(asyncio.run(main(), loop_factory=impl.new_event_loop), impl.loop_class)
+
+
+@py313
+@pytest.mark.parametrize("how", ["close_clients", "abort_clients"])
+def test_server_close_and_abort_clients(loop, how):
+    async def main():
+        lost = []
+        made = asyncio.Event()
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport):
+                made.set()
+
+            def connection_lost(self, exc):
+                lost.append(exc)
+
+        server = await loop.create_server(Proto, HOST, 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(HOST, port)
+        await made.wait()
+        server.close()
+        getattr(server, how)()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        await asyncio.wait_for(server.wait_closed(), 5)
+        writer.close()
+        return lost
+
+    assert run(loop, main()) == [None]
+
+
+@py313
+@pytest.mark.parametrize("cleanup", [True, False])
+def test_unix_server_cleanup_socket(loop, tmp_path, cleanup):
+    path = str(tmp_path / "s.sock")
+
+    async def main():
+        server = await loop.create_unix_server(asyncio.Protocol, path, cleanup_socket=cleanup)
+        assert os.path.exists(path)
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+    assert os.path.exists(path) == (not cleanup)
+
+
+@py313
+def test_unix_server_cleanup_keeps_a_replaced_path(loop, tmp_path):
+    """A path replaced by another file while serving is not removed."""
+    path = str(tmp_path / "s.sock")
+
+    async def main():
+        server = await loop.create_unix_server(asyncio.Protocol, path)
+        os.unlink(path)
+        with open(path, "w") as f:
+            f.write("not a socket")
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+    with open(path) as f:
+        assert f.read() == "not a socket"
+
+
+@py313
+def test_queue_shutdown(loop):
+    async def main():
+        q = asyncio.Queue()
+        q.put_nowait(1)
+        getter_results = []
+
+        async def getter():
+            try:
+                while True:
+                    getter_results.append(await q.get())
+            except asyncio.QueueShutDown:
+                getter_results.append("shutdown")
+
+        t = asyncio.create_task(getter())
+        await asyncio.sleep(0.01)
+        q.shutdown()
+        await t
+        with pytest.raises(asyncio.QueueShutDown):
+            await q.put(2)
+        q2 = asyncio.Queue()
+        q2.put_nowait("x")
+        q2.shutdown(immediate=True)
+        with pytest.raises(asyncio.QueueShutDown):
+            q2.get_nowait()
+        return getter_results
+
+    assert run(loop, main()) == [1, "shutdown"]
+
+
+@py313
+def test_as_completed_async_iterator(loop):
+    async def value(v, delay):
+        await asyncio.sleep(delay)
+        return v
+
+    async def main():
+        aws = [value("slow", 0.05), value("fast", 0.0), value("mid", 0.02)]
+        out = []
+        async for fut in asyncio.as_completed(aws):
+            out.append(await fut)
+        tasks = [asyncio.create_task(value(i, 0.01 * i)) for i in range(3)]
+        originals = []
+        async for t in asyncio.as_completed(tasks):
+            originals.append(t in tasks)
+        return out, originals
+
+    out, originals = run(loop, main())
+    assert out == ["fast", "mid", "slow"]
+    assert originals == [True, True, True]
+
+
+@py313
+def test_taskgroup_cancel_on_error_and_external_cancel(loop):
+    async def main():
+        async def fails():
+            await asyncio.sleep(0)
+            raise KeyError("k")
+
+        async def long():
+            await asyncio.sleep(10)
+
+        with pytest.raises(ExceptionGroup) as info:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(long())
+                tg.create_task(fails())
+        return [type(e) for e in info.value.exceptions]
+
+    assert run(loop, main()) == [KeyError]
