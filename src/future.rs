@@ -75,6 +75,8 @@ pub struct FutureCore {
     pub blocking: bool,
     /// Where the future was created (debug mode).
     pub source_traceback: Option<Py<PyAny>>,
+    /// The tasks and futures awaiting this one (3.14's call graph; see call_graph.rs).
+    pub awaited_by: Vec<Py<PyAny>>,
 }
 
 impl FutureCore {
@@ -93,6 +95,7 @@ impl FutureCore {
             log_traceback: false,
             blocking: false,
             source_traceback: None,
+            awaited_by: Vec::new(),
         }
     }
 }
@@ -418,6 +421,25 @@ impl Future {
         let old = std::mem::replace(&mut *slf.get().core.borrow_mut(py), core);
         drop(old);
         Ok(())
+    }
+
+    /// The tasks and futures awaiting this future (Python 3.14's
+    /// `asyncio.graph`), or None.
+    #[getter]
+    fn _asyncio_awaited_by<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PySet>>> {
+        crate::call_graph::awaited_by(slf)
+    }
+
+    /// `asyncio.futures.future_add_to_awaited_by(self, waiter)` for a native future.
+    fn _awaited_by_add(slf: &Bound<'_, Self>, waiter: &Bound<'_, PyAny>) {
+        crate::call_graph::add(slf, waiter);
+    }
+
+    /// `asyncio.futures.future_discard_from_awaited_by(self, waiter)` for a native future.
+    fn _awaited_by_discard(slf: &Bound<'_, Self>, waiter: &Bound<'_, PyAny>) {
+        crate::call_graph::discard(slf, waiter);
     }
 
     /// The loop the future is bound to.
@@ -751,6 +773,9 @@ impl Future {
             visit.call(&c.cancel_message)?;
             visit.call(&c.cancelled_exc)?;
             visit.call(&c.source_traceback)?;
+            for w in &c.awaited_by {
+                visit.call(w)?;
+            }
             for cb in &c.callbacks {
                 match cb {
                     DoneCallback::Py { cb, ctx } => {
@@ -778,6 +803,7 @@ impl Future {
                     c.cancelled_exc.take(),
                     c.source_traceback.take(),
                     std::mem::take(&mut c.callbacks),
+                    std::mem::take(&mut c.awaited_by),
                 )
             };
             drop(taken);

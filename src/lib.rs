@@ -1,6 +1,7 @@
 //! ferroloop's native module (`ferroloop._ferroloop`): the event loop core,
 //! Future, Task and handles. The Python package wraps it as `ferroloop.Loop`.
 
+mod call_graph;
 mod callbacks;
 mod datagram;
 mod errors;
@@ -76,6 +77,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::_sock_recv_now, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(future::_set_class_views, m)?)?;
+    m.add_function(wrap_pyfunction!(call_graph::_set_call_graph_tracking, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;
     ffi::install_finalizer(&py.get_type::<future::Future>(), &FUTURE_FINALIZER);
     ffi::install_finalizer(&py.get_type::<task::Task>(), &TASK_FINALIZER);

@@ -604,6 +604,9 @@ fn handle_native_yield(task: &Bound<'_, Task>, fut: &Bound<'_, Future>) -> PyRes
         );
     }
     fut.get().core.borrow_mut(py).blocking = false;
+    if crate::call_graph::tracking() {
+        crate::call_graph::add(fut, task.as_any());
+    }
     add_native_callback(fut, DoneCallback::Wakeup(task.clone().unbind()))?;
     set_waiter_and_maybe_cancel(task, fut.as_any())
 }
@@ -638,6 +641,9 @@ fn set_waiter_and_maybe_cancel(task: &Bound<'_, Task>, waiter: &Bound<'_, PyAny>
 pub fn task_wakeup(task: &Bound<'_, Task>, fut: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = task.py();
     let outcome = if let Ok(native) = fut.cast::<Future>() {
+        if crate::call_graph::tracking() {
+            crate::call_graph::discard(native, task.as_any());
+        }
         future_result(native).map(drop)
     } else {
         fut.call_method0(intern!(py, "result")).map(drop)

@@ -240,3 +240,46 @@ def test_taskgroup_cancel_on_error_and_external_cancel(loop):
         return [type(e) for e in info.value.exceptions]
 
     assert run(loop, main()) == [KeyError]
+
+
+def test_awaited_by_edges_on_native_futures(impl, loop):
+    """The state 3.14's asyncio.graph reads: a task awaiting a future is in the
+    future's ``_asyncio_awaited_by`` while it waits, and gone after its wake-up;
+    ``futures.future_add_to_awaited_by`` reaches a native future. (Tracking is on
+    from 3.14; this turns it on to run the same code on every version.)"""
+    if impl.name == "ferroloop":
+        from ferroloop import _graph
+
+        _graph.enable()
+    elif sys.version_info < (3, 14):
+        pytest.skip("asyncio's own futures track awaits from 3.14")
+    from asyncio import futures
+
+    async def main():
+        fut = loop.create_future()
+
+        async def waiter():
+            return await fut
+
+        t = loop.create_task(waiter())
+        await asyncio.sleep(0)
+        during = fut._asyncio_awaited_by
+        fut.set_result(3)
+        await t
+        after = fut._asyncio_awaited_by
+        other = loop.create_future()
+        if hasattr(futures, "future_add_to_awaited_by"):  # 3.14+
+            add, discard = futures.future_add_to_awaited_by, futures.future_discard_from_awaited_by
+        else:
+            add, discard = type(other)._awaited_by_add, type(other)._awaited_by_discard
+        add(other, t)
+        added = other._asyncio_awaited_by
+        discard(other, t)
+        other.cancel()
+        return during, after, added, other._asyncio_awaited_by, t
+
+    during, after, added, removed, t = run(loop, main())
+    assert during == {t}
+    assert not after
+    assert added == {t}
+    assert not removed

@@ -16,7 +16,7 @@ import sys as _sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from . import _views  # noqa: F401  (registers the isinstance views)
+from . import _graph, _views  # noqa: F401  (3.14 call graphs; the isinstance views)
 from ._ferroloop import Future, Handle, Task, TimerHandle
 from .loop import Loop
 
