@@ -589,3 +589,25 @@ def test_sock_recv_on_transport_socket(loop, pair):
 
     msg = run(loop, main())
     assert msg.startswith(f"File descriptor {fd} is used by transport ")
+
+
+def test_pending_recv_on_socket_closed_by_user_stays_pending(loop):
+    """Closing a socket under a pending sock_recv: as asyncio, the call stays pending
+    (nothing wakes it) until it is cancelled, which then completes cleanly. (uvloop
+    ends such a call; ferroloop keeps asyncio's behaviour, see the README.)"""
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        pending = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        a.close()
+        await asyncio.sleep(0.05)
+        still_pending = not pending.done()
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        b.close()
+        return still_pending
+
+    assert run(loop, main()) is True
