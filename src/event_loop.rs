@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::sync::Mutex;
 use mio::{Events, Poll, Registry, Token, Waker};
-use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -1218,6 +1218,7 @@ impl EventLoop {
         let future = Py::new(py, Future::bound_to(py, slf.as_any())?)?;
         let pool = {
             let mut guard = this.pool.lock();
+            retire_if_stale(&mut guard);
             std::sync::Arc::clone(guard.get_or_insert_with(ThreadPool::new))
         };
         pool.submit(func, args, future.clone_ref(py), slf.clone().unbind())?;
@@ -1226,7 +1227,11 @@ impl EventLoop {
 
     /// Shut the native executor down; with `wait`, join its threads (GIL released).
     fn _pool_shutdown(&self, py: Python<'_>, wait: bool) {
-        let pool = self.pool.lock().clone();
+        let pool = {
+            let mut guard = self.pool.lock();
+            retire_if_stale(&mut guard);
+            guard.clone()
+        };
         if let Some(pool) = pool {
             pool.shutdown(py, wait);
         }
@@ -1234,12 +1239,16 @@ impl EventLoop {
 
     /// Whether the native executor was ever used.
     fn _pool_started(&self) -> bool {
-        self.pool.lock().is_some()
+        let mut guard = self.pool.lock();
+        retire_if_stale(&mut guard);
+        guard.is_some()
     }
 
     /// Number of live native executor threads.
     fn _pool_threads(&self) -> usize {
-        self.pool.lock().as_ref().map_or(0, |p| p.threads())
+        let mut guard = self.pool.lock();
+        retire_if_stale(&mut guard);
+        guard.as_ref().map_or(0, |p| p.threads())
     }
 
     /// Wake the loop if it is sleeping in its poll (asyncio's `_write_to_self`).
@@ -1372,5 +1381,15 @@ impl EventLoop {
             };
             drop(taken);
         });
+    }
+}
+
+/// Drop (leak) a pool made before a `fork`: in the child its threads are gone and its
+/// locks may be held forever; a fresh pool starts on the next call.
+fn retire_if_stale(slot: &mut Option<std::sync::Arc<ThreadPool>>) {
+    if slot.as_ref().is_some_and(|p| p.is_stale()) {
+        if let Some(old) = slot.take() {
+            ThreadPool::retire(old);
+        }
     }
 }

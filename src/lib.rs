@@ -13,6 +13,7 @@ mod handles;
 mod io;
 mod pyrefs;
 mod sock_ops;
+mod sync;
 mod task;
 mod threadpool;
 mod timers;

@@ -2,11 +2,13 @@
 //! `getaddrinfo`/`getnameinfo`: a bounded set of lazily started threads fed
 //! from a queue; each result goes back to the loop through its ready queue.
 
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex};
+use crate::sync::{Condvar, Mutex};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -40,10 +42,58 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     max_workers: usize,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// The fork generation the pool was made in (see `FORK_GENERATION`).
+    generation: u64,
 }
 
-/// Every pool created, for interpreter exit and `fork`.
-static POOLS: Mutex<Vec<Weak<ThreadPool>>> = Mutex::new(Vec::new());
+/// Bumped in a forked child (an atomic add: the at-fork hook takes no lock). A pool
+/// from an earlier generation belongs to the parent: its threads do not exist here
+/// and any of its locks may have been held by one of them at the fork, so it is
+/// never locked, joined or dropped in the child: the loop replaces it and leaks it.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The pools made in this process (for joining them at interpreter exit), behind a
+/// spin lock that the at-fork hook can reset without waiting for anyone.
+struct Registry {
+    locked: AtomicBool,
+    pools: UnsafeCell<Vec<Weak<ThreadPool>>>,
+}
+
+// SAFETY: `pools` is only reached through `with` (which holds `locked`) or through
+// `reset_in_child`, which runs when the forking thread is the only thread.
+unsafe impl Sync for Registry {}
+
+impl Registry {
+    fn with<R>(&self, f: impl FnOnce(&mut Vec<Weak<ThreadPool>>) -> R) -> R {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        // SAFETY: `locked` is held, so no other reference to `pools` exists.
+        let result = f(unsafe { &mut *self.pools.get() });
+        self.locked.store(false, Ordering::Release);
+        result
+    }
+
+    /// In a forked child: forget the parent's list (a parent thread may have been
+    /// changing it at the fork, so it is not read; its pools are stale anyway) and
+    /// open the lock. Takes no lock and never blocks.
+    fn reset_in_child(&self) {
+        // SAFETY: only the forking thread exists in the child; whoever held the spin
+        // lock is gone. The old Vec is leaked, not read or freed.
+        let old = unsafe { std::ptr::replace(self.pools.get(), Vec::new()) };
+        std::mem::forget(old);
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+static POOLS: Registry = Registry {
+    locked: AtomicBool::new(false),
+    pools: UnsafeCell::new(Vec::new()),
+};
 
 /// `ThreadPoolExecutor`'s default size: min(32, cpu_count + 4).
 fn default_workers() -> usize {
@@ -69,11 +119,24 @@ impl ThreadPool {
             }),
             max_workers: default_workers(),
             handles: Mutex::new(Vec::new()),
+            generation: FORK_GENERATION.load(Ordering::Acquire),
         });
-        let mut pools = POOLS.lock();
-        pools.retain(|p| p.strong_count() > 0);
-        pools.push(Arc::downgrade(&pool));
+        POOLS.with(|pools| {
+            pools.retain(|p| p.strong_count() > 0);
+            pools.push(Arc::downgrade(&pool));
+        });
         pool
+    }
+
+    /// Whether the pool was made before a `fork` of this process: its workers and
+    /// locks are the parent's, so the child must not touch it (see `retire`).
+    pub fn is_stale(&self) -> bool {
+        self.generation != FORK_GENERATION.load(Ordering::Acquire)
+    }
+
+    /// Let go of a stale pool without locking, joining or freeing anything of it.
+    pub fn retire(pool: Arc<Self>) {
+        std::mem::forget(pool);
     }
 
     /// Queue `func(*args)`; its outcome resolves `future` on `loop_`.
@@ -142,30 +205,6 @@ impl ThreadPool {
     pub fn threads(&self) -> usize {
         self.shared.queue.lock().threads
     }
-
-    /// In a forked child no worker exists: forget them, keep the queue.
-    fn reset_after_fork(&self) {
-        let mut handles = lock_after_fork(&self.handles);
-        // The handles name threads of the parent: never join them here.
-        std::mem::forget(std::mem::take(&mut *handles));
-        let mut q = lock_after_fork(&self.shared.queue);
-        q.threads = 0;
-        q.idle = 0;
-    }
-}
-
-/// Lock `m` in the child of a `fork`: a lock a parent thread held at the fork
-/// can never be released (that thread does not exist in the child), so it is
-/// forced open.
-fn lock_after_fork<T>(m: &Mutex<T>) -> parking_lot::MutexGuard<'_, T> {
-    if let Some(guard) = m.try_lock() {
-        return guard;
-    }
-    // SAFETY: only called from the after-fork-in-child hook, where the forking
-    // thread is the only thread; whoever held the lock is gone and the data it
-    // protects is plain bookkeeping we reset right after.
-    unsafe { m.force_unlock() };
-    m.lock()
 }
 
 /// Give the worker the Python thread name asyncio's default executor uses.
@@ -210,7 +249,7 @@ fn worker(shared: Arc<Shared>) {
                     break None;
                 }
                 q.idle += 1;
-                shared.cond.wait(&mut q);
+                q = shared.cond.wait(q);
                 q.idle -= 1;
             }
         };
@@ -273,20 +312,21 @@ fn run_job(py: Python<'_>, job: Job) {
 /// Shut every pool down and join its workers (interpreter exit).
 #[pyfunction]
 pub fn _shutdown_all_pools(py: Python<'_>) {
-    let pools: Vec<Arc<ThreadPool>> = POOLS.lock().iter().filter_map(Weak::upgrade).collect();
+    let pools: Vec<Arc<ThreadPool>> =
+        POOLS.with(|pools| pools.iter().filter_map(Weak::upgrade).collect());
     for pool in pools {
-        pool.shutdown(py, true);
+        if pool.is_stale() {
+            ThreadPool::retire(pool);
+        } else {
+            pool.shutdown(py, true);
+        }
     }
 }
 
-/// Reset pools in a forked child (no worker thread survives `fork`).
+/// The at-fork hook in the child: mark every existing pool stale and reset the
+/// registry. Atomic stores only: no lock is taken, nothing blocks.
 #[pyfunction]
 pub fn _after_fork_child() {
-    let pools: Vec<Arc<ThreadPool>> = lock_after_fork(&POOLS)
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect();
-    for pool in pools {
-        pool.reset_after_fork();
-    }
+    FORK_GENERATION.fetch_add(1, Ordering::AcqRel);
+    POOLS.reset_in_child();
 }
