@@ -27,6 +27,9 @@ use crate::transport::StreamTransport;
 /// The token of the loop's waker in the poll registry.
 const WAKER_TOKEN: Token = Token(usize::MAX);
 /// The longest single poll; deadlines further away are reached in several polls.
+/// How many ready callbacks run between two checks for pending signals.
+const SIGNAL_CHECK_EVERY: usize = 64;
+
 const MAX_POLL_SECS: f64 = 24.0 * 3600.0;
 
 /// What `_io_key` reports for a watched fd: (events mask, reader, writer).
@@ -371,7 +374,15 @@ impl EventLoop {
             let st = this.state.borrow(py);
             (st.ready.len(), st.debug)
         };
-        for _ in 0..ntodo {
+        // Run pending signal handlers (Ctrl-C's KeyboardInterrupt) once per
+        // iteration and every SIGNAL_CHECK_EVERY callbacks: a loop that runs only
+        // C-level callbacks executes no bytecode, so the interpreter itself would
+        // never get to them. Cheap: an atomic load when no signal is pending.
+        py.check_signals()?;
+        for i in 0..ntodo {
+            if i % SIGNAL_CHECK_EVERY == SIGNAL_CHECK_EVERY - 1 {
+                py.check_signals()?;
+            }
             let item = this.state.borrow_mut(py).ready.pop_front();
             let Some(item) = item else { break };
             if debug {
