@@ -52,9 +52,11 @@ e2e: build $(VENV)/.e2e-stamp
 	bash tests/e2e/setup_services.sh
 	FERROLOOP_E2E_STRICT=1 $(VPY) -m pytest tests/e2e -p no:cacheprovider --timeout=300
 
-# Long leak/soak checks at the issue's sizes and long property-based runs.
-soak: build
+# Long leak/soak checks at the issue's sizes, the call_soon_threadsafe flood (stop latency
+# and RSS, ferroloop vs asyncio vs uvloop) and long property-based runs.
+soak: build $(VENV)/.bench-stamp
 	$(VPY) -m pytest tests/soak/soak_leaks.py -p no:cacheprovider -o addopts="" -s -v --timeout=0
+	$(VPY) benches/flood.py --rounds 30 --loops ferroloop,asyncio,uvloop
 	FERROLOOP_HYPOTHESIS_EXAMPLES=1000 FERROLOOP_STRESS_ROUNDS=20 $(VPY) -m pytest tests/test_property_differential.py tests/test_concurrency_stress.py tests/test_hostile.py -p no:cacheprovider --timeout=0
 
 # A representative subset of the suite on ferroloop under valgrind memcheck.

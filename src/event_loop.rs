@@ -27,6 +27,14 @@ use crate::transport::StreamTransport;
 /// The token of the loop's waker in the poll registry.
 const WAKER_TOKEN: Token = Token(usize::MAX);
 /// The longest single poll; deadlines further away are reached in several polls.
+/// Ready-queue length past which `call_soon_threadsafe` from another thread yields
+/// the GIL (see there).
+const THREADSAFE_BACKLOG_LIMIT: usize = 16 * 1024;
+
+/// A ready queue whose capacity exceeds this many items, and four times its length, is
+/// shrunk after an iteration, so a burst does not keep its memory.
+const READY_SHRINK_CAPACITY: usize = 64 * 1024;
+
 /// How many ready callbacks run between two checks for pending signals.
 const SIGNAL_CHECK_EVERY: usize = 64;
 
@@ -390,6 +398,12 @@ impl EventLoop {
             } else {
                 Self::run_item(slf, item)?;
             }
+        }
+        let mut st = this.state.borrow_mut(py);
+        let cap = st.ready.capacity();
+        if cap > READY_SHRINK_CAPACITY && cap > 4 * st.ready.len() {
+            let keep = (2 * st.ready.len()).max(1024);
+            st.ready.shrink_to(keep);
         }
         Ok(())
     }
@@ -865,8 +879,18 @@ impl EventLoop {
             py,
             Self::make_handle(slf, callback, args, context, Origin::CallSoon)?,
         )?;
-        slf.get()
-            .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        let this = slf.get();
+        this.push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        // Back-pressure: producers in other threads that run faster than the loop
+        // drains would otherwise grow the queue without bound and starve stop() and
+        // timers queued behind it. Past the limit, a producer gives the GIL away
+        // once per call (never waits: the loop may not be running at all).
+        let backlog = this.state.borrow(py).ready.len();
+        if backlog > THREADSAFE_BACKLOG_LIMIT
+            && this.state.borrow(py).thread_id != Some(ffi::thread_ident())
+        {
+            py.detach(std::thread::yield_now);
+        }
         Ok(handle)
     }
 
@@ -883,8 +907,18 @@ impl EventLoop {
             py,
             Self::make_handle(slf, callback, args, context, Origin::CallSoonThreadsafe)?,
         )?;
-        slf.get()
-            .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        let this = slf.get();
+        this.push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        // Back-pressure: producers in other threads that run faster than the loop
+        // drains would otherwise grow the queue without bound and starve stop() and
+        // timers queued behind it. Past the limit, a producer gives the GIL away
+        // once per call (never waits: the loop may not be running at all).
+        let backlog = this.state.borrow(py).ready.len();
+        if backlog > THREADSAFE_BACKLOG_LIMIT
+            && this.state.borrow(py).thread_id != Some(ffi::thread_ident())
+        {
+            py.detach(std::thread::yield_now);
+        }
         Ok(handle)
     }
 

@@ -337,3 +337,44 @@ def test_loop_created_in_one_thread_runs_in_another(impl):
         assert loop.run_until_complete(asyncio.sleep(0, result="back")) == "back"
     finally:
         loop.close()
+
+
+def test_stop_reaches_a_loop_flooded_from_many_threads(impl):
+    """8 threads call call_soon_threadsafe as fast as they can while the loop runs in
+    another thread; call_soon_threadsafe(loop.stop) must still stop it (ferroloop's
+    producers used to outrun the loop without bound). benches/flood.py measures the
+    stop latency and memory."""
+    import threading
+
+    for _ in range(3):
+        loop = impl.new_event_loop()
+        started, done, halt = threading.Event(), threading.Event(), threading.Event()
+        loop.call_soon(started.set)
+
+        def runner(loop=loop, done=done):
+            loop.run_forever()
+            done.set()
+
+        def producer(loop=loop, halt=halt):
+            cst = loop.call_soon_threadsafe
+            while not halt.is_set():
+                for _ in range(100):
+                    cst(int)
+
+        t = threading.Thread(target=runner)
+        t.start()
+        assert started.wait(10)
+        producers = [threading.Thread(target=producer) for _ in range(8)]
+        for p in producers:
+            p.start()
+        time.sleep(0.2)
+        loop.call_soon_threadsafe(loop.stop)
+        stopped = done.wait(30)
+        halt.set()
+        for p in producers:
+            p.join()
+        if not stopped:
+            loop.call_soon_threadsafe(loop.stop)
+        t.join()
+        loop.close()
+        assert stopped, "the loop did not stop within 30 s of stop() under the flood"
