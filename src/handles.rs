@@ -250,8 +250,36 @@ fn handle_loop<'py>(py: Python<'py>, handle: &Bound<'py, PyAny>) -> PyResult<Bou
     handle.getattr(intern!(py, "_loop"))
 }
 
+/// The Python classes `handle.__class__` reports for exact native handles (never
+/// instantiated subclasses of `asyncio.Handle` / `asyncio.TimerHandle`, defined in
+/// `ferroloop/_views.py`), so `isinstance(h, asyncio.Handle)` holds.
+static HANDLE_VIEWS: pyo3::sync::PyOnceLock<(Py<PyAny>, Py<PyAny>)> = pyo3::sync::PyOnceLock::new();
+
+/// Register the handle class views (called once by the Python package).
+#[pyfunction]
+pub fn _set_handle_views(py: Python<'_>, handle_view: Py<PyAny>, timer_view: Py<PyAny>) {
+    let _ = HANDLE_VIEWS.set(py, (handle_view, timer_view));
+}
+
 #[pymethods]
 impl Handle {
+    /// `asyncio.Handle`/`asyncio.TimerHandle` views for the exact native types;
+    /// the real type otherwise.
+    #[getter(__class__)]
+    fn class_view(slf: &Bound<'_, Self>) -> Py<PyAny> {
+        let py = slf.py();
+        let ty = slf.get_type();
+        if let Some((handle_view, timer_view)) = HANDLE_VIEWS.get(py) {
+            if ty.is(py.get_type::<Handle>()) {
+                return handle_view.clone_ref(py);
+            }
+            if ty.is(py.get_type::<TimerHandle>()) {
+                return timer_view.clone_ref(py);
+            }
+        }
+        ty.into_any().unbind()
+    }
+
     /// Cancel the callback; a cancelled handle never runs.
     fn cancel(slf: &Bound<'_, Self>) {
         slf.get().cancel_parts(slf.py(), slf.as_any());

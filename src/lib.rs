@@ -78,6 +78,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::_sock_recv_now, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(future::_set_class_views, m)?)?;
+    m.add_function(wrap_pyfunction!(handles::_set_handle_views, m)?)?;
     m.add_function(wrap_pyfunction!(call_graph::_set_call_graph_tracking, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;
     ffi::install_finalizer(&py.get_type::<future::Future>(), &FUTURE_FINALIZER);

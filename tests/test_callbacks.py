@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import weakref
 
@@ -309,3 +310,22 @@ def test_callback_exception_does_not_leak_into_next_callback(loop, loop_errors):
     assert seen == [(None, None, None)]
     assert [type(c["exception"]) for c in loop_errors] == [KeyError]
     loop_errors.clear()
+
+
+def test_handles_pass_asyncio_isinstance_checks(loop):
+    """isinstance(loop.call_soon(f), asyncio.Handle) and the TimerHandle checks hold
+    on both loops (ferroloop's native handles report asyncio views as __class__)."""
+    h = loop.call_soon(int)
+    t = loop.call_later(10, int)
+    a = loop.call_at(loop.time() + 10, int)
+    ts = loop.call_soon_threadsafe(int)
+    try:
+        assert isinstance(h, asyncio.Handle) and not isinstance(h, asyncio.TimerHandle)
+        assert isinstance(ts, asyncio.Handle)
+        for timer in (t, a):
+            assert isinstance(timer, asyncio.TimerHandle)
+            assert isinstance(timer, asyncio.Handle)
+        assert h.__class__.__name__ == "Handle" and t.__class__.__name__ == "TimerHandle"
+    finally:
+        for x in (h, t, a, ts):
+            x.cancel()

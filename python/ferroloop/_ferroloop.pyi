@@ -169,6 +169,9 @@ class TlsProtocolCore:
 def _sock_recv_now(fd: int, n: int) -> bytes | None:
     """``sock.recv(n)`` on a non-blocking fd; ``None`` when nothing is waiting."""
 
+def _set_handle_views(handle_view: type, timer_view: type) -> None:
+    """Register the classes native handles report as ``__class__``."""
+
 def _set_call_graph_tracking(on: bool) -> None:
     """Record await edges on native futures (on from Python 3.14; tests turn it on)."""
 

@@ -1,4 +1,4 @@
-"""The classes ``__class__`` reports for ferroloop's native Future and Task.
+"""The classes ``__class__`` reports for ferroloop's native Future, Task and handles.
 
 A pyo3 class cannot inherit from the C accelerator's ``asyncio.Future`` and
 ``asyncio.Task``, so ``isinstance(fut, asyncio.Future)`` would be false for
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ._ferroloop import _set_class_views
+from ._ferroloop import _set_class_views, _set_handle_views
 
 
 class Future(asyncio.Future):  # type: ignore[misc]
@@ -27,3 +27,18 @@ class Task(asyncio.Task):  # type: ignore[misc]
 
 
 _set_class_views(Future, Task)
+
+
+class Handle(asyncio.Handle):
+    """Stands for ``ferroloop.Handle`` in ``isinstance`` checks; never instantiated."""
+
+    __slots__ = ()
+
+
+class TimerHandle(asyncio.TimerHandle):
+    """Stands for ``ferroloop.TimerHandle`` in ``isinstance`` checks; never instantiated."""
+
+    __slots__ = ()
+
+
+_set_handle_views(Handle, TimerHandle)
