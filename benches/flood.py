@@ -3,7 +3,8 @@
 16 threads call ``loop.call_soon_threadsafe`` as fast as they can while the loop
 runs in another thread; then ``call_soon_threadsafe(loop.stop)`` is called and the
 time until ``run_forever`` returns is measured. After the rounds, the loops are
-closed and collected, and RSS is compared with the figure before the flood.
+closed and collected, and RSS is compared with the figure before the flood (taken
+after a short warm-up round, so imports and one-time growth are not counted).
 
 Each loop runs in its own subprocess (``--loop NAME`` runs one in-process and prints
 JSON). Usage::
@@ -89,6 +90,9 @@ def one_round(name: str, threads: int, flood_seconds: float) -> float:
 
 
 def run_one(name: str, rounds: int, threads: int, flood_seconds: float) -> dict:
+    # A short warm-up round first: imports, the interpreter's and the allocator's
+    # one-time growth and the threads' first stacks are not what is measured.
+    one_round(name, threads, 0.02)
     gc.collect()
     before = rss_mib()
     latencies = [one_round(name, threads, flood_seconds) for _ in range(rounds)]
