@@ -10,7 +10,7 @@ ifdef CARGO_TARGET_DIR
 export CARGO_TARGET_DIR
 endif
 
-.PHONY: all venv build demo test test-one conformance e2e soak sanitize bench bench-all lint fmt clean
+.PHONY: all venv build demo dist dist-tools wheel-install test test-one conformance e2e soak sanitize bench bench-all lint fmt clean
 
 all: build
 
@@ -41,12 +41,36 @@ $(VENV)/.e2e-stamp: $(VENV)/.stamp tests/e2e/requirements.txt
 test:
 	bash tools/test-matrix.sh $(PYTHONS)
 
-# One interpreter's run (PYTHON=/path/to/python VENV=...; the matrix sets both).
-test-one: build $(VENV)/.e2e-stamp
-	$(VPY) tests/conformance/run.py --min-ratio 1.0
-	$(VPY) -m pytest tests --ignore=tests/e2e -p no:cacheprovider --timeout=300
+# One interpreter's run (PYTHON=/path/to/python VENV=...; the matrix sets both), on the
+# thing users install: this Python's manylinux wheel, installed into VENV (no editable
+# build), with no Rust toolchain on PATH; tests/test_installed.py checks all of that.
+NO_RUST_PATH = $(shell echo "$(PATH)" | tr ':' '\n' | grep -v -e '\.cargo' -e rustup | paste -sd:)
+INSTALLED = env PATH="$(NO_RUST_PATH)" FERROLOOP_EXPECT_INSTALLED=1
+
+test-one: wheel-install $(VENV)/.e2e-stamp
+	$(INSTALLED) $(VPY) tests/conformance/run.py --min-ratio 1.0
+	$(INSTALLED) $(VPY) -m pytest tests --ignore=tests/e2e -p no:cacheprovider --timeout=300
 	bash tests/e2e/setup_services.sh
-	FERROLOOP_E2E_STRICT=1 $(VPY) -m pytest tests/e2e -p no:cacheprovider --timeout=300
+	$(INSTALLED) FERROLOOP_E2E_STRICT=1 $(VPY) -m pytest tests/e2e -p no:cacheprovider --timeout=300
+
+# Build this Python's manylinux2014 wheel into dist/ and install it into VENV.
+wheel-install: venv dist-tools
+	$(VPY) -m pip install -q --force-reinstall --no-deps "$$(bash tools/build-wheel.sh $(VPY) dist)"
+
+# The release artefacts (dist/): a manylinux2014 x86_64 wheel for every Python of
+# PYTHONS and an sdist, then checks (glibc symbols via auditwheel, contents, twine) and
+# a build of the sdist from a clean folder with only the Rust toolchain and pip.
+DIST_TOOLS := $(CURDIR)/.venv-dist
+$(DIST_TOOLS)/.stamp: Makefile
+	$(PYTHON) -m venv $(DIST_TOOLS)
+	$(DIST_TOOLS)/bin/python -m pip install -q --upgrade pip
+	$(DIST_TOOLS)/bin/python -m pip install -q "maturin>=1.5,<2" ziglang auditwheel twine
+	touch $@
+
+dist-tools: $(DIST_TOOLS)/.stamp
+
+dist: dist-tools
+	bash tools/dist.sh $(PYTHONS)
 
 e2e: build $(VENV)/.e2e-stamp
 	bash tests/e2e/setup_services.sh

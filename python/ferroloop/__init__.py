@@ -32,7 +32,17 @@ __all__ = (
     "run",
 )
 
-__version__ = "0.1.0"
+def _installed_version() -> str:
+    """The version of the installed distribution (written once, in Cargo.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ferroloop")
+    except PackageNotFoundError:  # imported from a source tree that was never built
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 _T = TypeVar("_T")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import runpy
 import sys
 
@@ -12,7 +13,13 @@ import ferroloop
 def main(argv: list[str] | None = None) -> None:
     """Install ferroloop's policy, then run the script or module as ``__main__``."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: python -m ferroloop SCRIPT.py [ARGS...] | -m MODULE [ARGS...]"
+    usage = "usage: python -m ferroloop SCRIPT.py [ARGS...] | -m MODULE [ARGS...] | --version"
+    if argv[:1] == ["--version"]:
+        print(
+            f"ferroloop {ferroloop.__version__} ({platform.python_implementation()} "
+            f"{platform.python_version()}, {platform.platform()})"
+        )
+        return
     if not argv or argv[0] in ("-h", "--help"):
         print(usage, file=sys.stderr if not argv else sys.stdout)
         raise SystemExit(2 if not argv else 0)
