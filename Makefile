@@ -112,8 +112,8 @@ lint: venv
 	cargo fmt --check
 	cargo clippy --release -- -D warnings
 	$(VPY) -m pip install -q ruff
-	$(VPY) -m ruff check python tests benches
-	$(VPY) -m ruff format --check python tests benches
+	$(VPY) -m ruff check python tests benches tools
+	$(VPY) -m ruff format --check python tests benches tools
 
 fmt:
 	cargo fmt

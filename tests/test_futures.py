@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import concurrent.futures
 import contextvars
 import gc
+import sys
 import threading
 import types
 import weakref

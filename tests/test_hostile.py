@@ -1306,9 +1306,11 @@ _NAN_TIMER_RUNS_AT_ONCE = {"result": ["ok", {"when": "nan", "ran": True}], "hand
 DIVERGENCES = {
     name: (
         (3, 13),
-        "asyncio 3.13 breaks its own loop on a NaN deadline (the selector's timeout "
-        "conversion raises ValueError on the next iteration); ferroloop keeps 3.11/3.12's "
-        "behaviour: a NaN deadline is due at once",
+        (
+            "asyncio 3.13 breaks its own loop on a NaN deadline (the selector's timeout "
+            "conversion raises ValueError on the next iteration); ferroloop keeps "
+            "3.11/3.12's behaviour: a NaN deadline is due at once"
+        ),
         _NAN_TIMER_RUNS_AT_ONCE,
     )
     for name in ("call_later_nan", "call_at_nan")

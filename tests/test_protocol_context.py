@@ -58,7 +58,6 @@ class _Base:
 
     def eof_received(self):
         self.seen.saw("eof")
-        return None
 
     def connection_lost(self, exc):
         self.seen.saw("lost")
@@ -241,7 +240,7 @@ def test_connection_lost_context_after_close_elsewhere(impl, loop):
         async def connect():
             return await loop.create_connection(Proto, HOST, port)
 
-        tr, pr = await _in_context("creator", connect)
+        tr, _ = await _in_context("creator", connect)
 
         async def closer():
             tr.close()

@@ -75,4 +75,6 @@ def test_sigint_stops_a_loop_that_is_never_idle(impl, kind):
     assert proc.returncode == 0, err
     line = out.strip().splitlines()[-1]
     assert line.startswith("interrupted"), out
-    print(f"{impl.name} {kind}: stopped {1e3 * (float(line.split()[1]) - sent):.1f} ms after SIGINT")
+    print(
+        f"{impl.name} {kind}: stopped {1e3 * (float(line.split()[1]) - sent):.1f} ms after SIGINT"
+    )

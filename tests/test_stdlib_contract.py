@@ -34,7 +34,7 @@ import types
 import pytest
 
 CONTRACT = pathlib.Path(__file__).with_name("stdlib_contract.json")
-VERSION = "%d.%d" % sys.version_info[:2]
+VERSION = "{}.{}".format(*sys.version_info[:2])
 
 
 def _borrowed_functions() -> dict[str, types.FunctionType]:
@@ -76,9 +76,12 @@ def _self_attributes(fn: types.FunctionType) -> tuple[set[str], set[str], bool]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     loads, stores, bare_super = set(), set(), False
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id == "self":
-                (stores if isinstance(node.ctx, ast.Store) else loads).add(node.attr)
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+        ):
+            (stores if isinstance(node.ctx, ast.Store) else loads).add(node.attr)
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)

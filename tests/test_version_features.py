@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import sys
 
 import pytest
@@ -161,8 +162,7 @@ def test_unix_server_cleanup_keeps_a_replaced_path(loop, tmp_path):
     async def main():
         server = await loop.create_unix_server(asyncio.Protocol, path)
         os.unlink(path)
-        with open(path, "w") as f:
-            f.write("not a socket")
+        pathlib.Path(path).write_text("not a socket")
         server.close()
         await server.wait_closed()
 

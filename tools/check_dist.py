@@ -33,13 +33,16 @@ def check_wheel(wheel: pathlib.Path, tools: pathlib.Path) -> list[str]:
         problems.append(f"{wheel.name}: auditwheel show failed: {show.stdout}{show.stderr}")
     elif (int(match[1]), int(match[2])) > NEWEST_GLIBC:
         problems.append(f"{wheel.name}: needs glibc {match[1]}.{match[2]} (> 2.17)")
-    names = zipfile.ZipFile(wheel).namelist()
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
     wanted = [f"ferroloop/{p.name}" for p in (ROOT / "python/ferroloop").glob("*.py")]
     wanted += ["ferroloop/_ferroloop.pyi", "ferroloop/py.typed"]
     for name in wanted:
         if name not in names:
             problems.append(f"{wheel.name}: {name} is missing")
-    if not any(re.fullmatch(r"ferroloop/_ferroloop\.cpython-3\d+-x86_64-linux-gnu\.so", n) for n in names):
+    if not any(
+        re.fullmatch(r"ferroloop/_ferroloop\.cpython-3\d+-x86_64-linux-gnu\.so", n) for n in names
+    ):
         problems.append(f"{wheel.name}: the native module is missing")
     for lic in LICENSES:
         if not any(n.endswith(lic) and ".dist-info/" in n for n in names):
@@ -48,10 +51,18 @@ def check_wheel(wheel: pathlib.Path, tools: pathlib.Path) -> list[str]:
 
 
 def check_sdist(sdist: pathlib.Path) -> list[str]:
-    names = tarfile.open(sdist).getnames()
+    with tarfile.open(sdist) as tar:
+        names = tar.getnames()
     problems = []
-    for need in ("Cargo.toml", "Cargo.lock", "pyproject.toml", "src/lib.rs",
-                 "python/ferroloop/__init__.py", "python/ferroloop/_ferroloop.pyi", *LICENSES):
+    for need in (
+        "Cargo.toml",
+        "Cargo.lock",
+        "pyproject.toml",
+        "src/lib.rs",
+        "python/ferroloop/__init__.py",
+        "python/ferroloop/_ferroloop.pyi",
+        *LICENSES,
+    ):
         if not any(n.split("/", 1)[-1] == need for n in names):
             problems.append(f"{sdist.name}: {need} is missing")
     return problems
@@ -69,8 +80,12 @@ def main() -> int:
         problems += check_sdist(sdist)
     if not wheels or not sdists:
         problems.append(f"expected wheels and an sdist in {dist}")
-    twine = subprocess.run([tools / "twine", "check", "--strict", *map(str, wheels + sdists)],
-                           capture_output=True, text=True, check=False)
+    twine = subprocess.run(
+        [tools / "twine", "check", "--strict", *map(str, wheels + sdists)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if twine.returncode != 0:
         problems.append("twine check: " + twine.stdout + twine.stderr)
     for artefact in wheels + sdists:

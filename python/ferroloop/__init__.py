@@ -32,6 +32,7 @@ __all__ = (
     "run",
 )
 
+
 def _installed_version() -> str:
     """The version of the installed distribution (written once, in Cargo.toml)."""
     from importlib.metadata import PackageNotFoundError, version

@@ -307,9 +307,7 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         except FileNotFoundError:
             pass
         except OSError as err:
-            base_events.logger.error(
-                "Unable to clean up listening UNIX socket %r: %r", path, err
-            )
+            base_events.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     # -- signals ----------------------------------------------------------------
 
