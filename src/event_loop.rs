@@ -194,6 +194,20 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Back-pressure for `call_soon_threadsafe`: producers in other threads that run
+    /// faster than the loop drains would otherwise grow the queue without bound and
+    /// starve stop() and the timers queued behind it. Past the limit, a producer
+    /// gives the GIL away once per call (it never waits: the loop may not be running).
+    fn throttle_producer(&self, py: Python<'_>) {
+        let st = self.state.borrow(py);
+        let throttle =
+            st.ready.len() > THREADSAFE_BACKLOG_LIMIT && st.thread_id != Some(ffi::thread_ident());
+        drop(st);
+        if throttle {
+            py.detach(std::thread::yield_now);
+        }
+    }
+
     /// A scheduled timer was cancelled (lazy removal bookkeeping).
     pub fn timer_cancelled(&self, py: Python<'_>) {
         self.state.borrow_mut(py).timers.note_cancelled();
@@ -879,18 +893,8 @@ impl EventLoop {
             py,
             Self::make_handle(slf, callback, args, context, Origin::CallSoon)?,
         )?;
-        let this = slf.get();
-        this.push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
-        // Back-pressure: producers in other threads that run faster than the loop
-        // drains would otherwise grow the queue without bound and starve stop() and
-        // timers queued behind it. Past the limit, a producer gives the GIL away
-        // once per call (never waits: the loop may not be running at all).
-        let backlog = this.state.borrow(py).ready.len();
-        if backlog > THREADSAFE_BACKLOG_LIMIT
-            && this.state.borrow(py).thread_id != Some(ffi::thread_ident())
-        {
-            py.detach(std::thread::yield_now);
-        }
+        slf.get()
+            .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
         Ok(handle)
     }
 
@@ -909,16 +913,7 @@ impl EventLoop {
         )?;
         let this = slf.get();
         this.push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
-        // Back-pressure: producers in other threads that run faster than the loop
-        // drains would otherwise grow the queue without bound and starve stop() and
-        // timers queued behind it. Past the limit, a producer gives the GIL away
-        // once per call (never waits: the loop may not be running at all).
-        let backlog = this.state.borrow(py).ready.len();
-        if backlog > THREADSAFE_BACKLOG_LIMIT
-            && this.state.borrow(py).thread_id != Some(ffi::thread_ident())
-        {
-            py.detach(std::thread::yield_now);
-        }
+        this.throttle_producer(py);
         Ok(handle)
     }
 
@@ -1002,13 +997,7 @@ impl EventLoop {
             .map(|f| f.clone_ref(py));
         if let Some(k) = kwargs {
             // 3.14: everything the caller passed goes to the factory or to Task.
-            let all = k.copy()?;
-            if let Some(n) = name {
-                all.set_item(intern!(py, "name"), n)?;
-            }
-            if let Some(c) = context {
-                all.set_item(intern!(py, "context"), c)?;
-            }
+            let all = with_name_and_context(k.copy()?, name, context)?;
             return match factory {
                 Some(f) => f.bind(py).call((slf, coro), Some(&all)),
                 None => {
@@ -1021,13 +1010,7 @@ impl EventLoop {
             return Ok(Task::spawn(slf.as_any(), coro, name, context, false)?.into_any());
         };
         if py.version_info() >= (3, 14) {
-            let all = PyDict::new(py);
-            if let Some(n) = name {
-                all.set_item(intern!(py, "name"), n)?;
-            }
-            if let Some(c) = context {
-                all.set_item(intern!(py, "context"), c)?;
-            }
+            let all = with_name_and_context(PyDict::new(py), name, context)?;
             return factory.bind(py).call((slf, coro), Some(&all));
         }
         let context = context.filter(|c| !c.is_none());
@@ -1437,4 +1420,21 @@ fn retire_if_stale(slot: &mut Option<std::sync::Arc<ThreadPool>>) {
             ThreadPool::retire(old);
         }
     }
+}
+
+/// `kwargs` plus `name=` and `context=` where the caller passed them (3.14's
+/// `create_task(coro, **kwargs)` hands on exactly what it was given).
+fn with_name_and_context<'py>(
+    kwargs: Bound<'py, PyDict>,
+    name: Option<&Bound<'py, PyAny>>,
+    context: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let py = kwargs.py();
+    if let Some(n) = name {
+        kwargs.set_item(intern!(py, "name"), n)?;
+    }
+    if let Some(c) = context {
+        kwargs.set_item(intern!(py, "context"), c)?;
+    }
+    Ok(kwargs)
 }
