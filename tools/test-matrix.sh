@@ -36,9 +36,15 @@ for v in "$@"; do
 done
 echo "=================== matrix summary ($(( $(date +%s) - start_all )) s) ==================="
 status=0
+npassed=0
+nfailed=0
 for v in "$@"; do
     echo "  Python $v: ${result[$v]}"
-    case "${result[$v]}" in passed*) ;; MISSING) ;; *) status=1 ;; esac
+    case "${result[$v]}" in
+        passed*) npassed=$((npassed + 1)) ;;
+        MISSING) ;;
+        *) status=1; nfailed=$((nfailed + 1)) ;;
+    esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "  MISSING interpreters: ${missing[*]}"
@@ -51,4 +57,6 @@ if [ ${#missing[@]} -eq $# ]; then
     echo "  FAILED: no requested Python version is installed"
     status=1
 fi
+# The closing line counts Python versions (each one ran conformance, pytest and e2e).
+echo "matrix: $npassed passed, $nfailed failed"
 exit $status
