@@ -32,11 +32,7 @@ impl TaskStep {
         // Like the C accelerator's wrapper: no task repr (it would recurse
         // through the task's `wait_for=` future).
         // From 3.12 the accelerator names its type with the module (`_asyncio.`).
-        let module = if slf.py().version_info() >= (3, 12) {
-            "_asyncio."
-        } else {
-            ""
-        };
+        let module = if cfg!(Py_3_12) { "_asyncio." } else { "" };
         format!(
             "<{module}TaskStepMethWrapper object at {:#x}>",
             slf.as_ptr() as usize

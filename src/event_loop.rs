@@ -26,9 +26,8 @@ use crate::transport::StreamTransport;
 
 /// The token of the loop's waker in the poll registry.
 const WAKER_TOKEN: Token = Token(usize::MAX);
-/// The longest single poll; deadlines further away are reached in several polls.
 /// Ready-queue length past which `call_soon_threadsafe` from another thread yields
-/// the GIL (see there).
+/// the GIL (see `EventLoop::throttle_producer`).
 const THREADSAFE_BACKLOG_LIMIT: usize = 16 * 1024;
 
 /// A ready queue whose capacity exceeds this many items, and four times its length, is
@@ -38,6 +37,7 @@ const READY_SHRINK_CAPACITY: usize = 64 * 1024;
 /// How many ready callbacks run between two checks for pending signals.
 const SIGNAL_CHECK_EVERY: usize = 64;
 
+/// The longest single poll; deadlines further away are reached in several polls.
 const MAX_POLL_SECS: f64 = 24.0 * 3600.0;
 
 /// What `_io_key` reports for a watched fd: (events mask, reader, writer).
@@ -979,7 +979,7 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         let kwargs = kwargs.filter(|k| !k.is_empty());
-        if py.version_info() < (3, 14) {
+        if !cfg!(Py_3_14) {
             if let Some(k) = kwargs {
                 let first = k.keys().get_item(0)?;
                 return Err(PyTypeError::new_err(format!(
@@ -1009,7 +1009,7 @@ impl EventLoop {
         let Some(factory) = factory else {
             return Ok(Task::spawn(slf.as_any(), coro, name, context, false)?.into_any());
         };
-        if py.version_info() >= (3, 14) {
+        if cfg!(Py_3_14) {
             let all = with_name_and_context(PyDict::new(py), name, context)?;
             return factory.bind(py).call((slf, coro), Some(&all));
         }
@@ -1068,7 +1068,7 @@ impl EventLoop {
     }
 
     /// Whether the loop is running.
-    fn is_running(&self, py: Python<'_>) -> bool {
+    pub fn is_running(&self, py: Python<'_>) -> bool {
         self.state.borrow(py).running
     }
 

@@ -53,6 +53,12 @@ pub struct PyRefs {
     pub convert_future_exc: Py<PyAny>,
     /// `types.GenericAlias`.
     pub generic_alias: Py<PyAny>,
+    /// `asyncio.tasks._swap_current_task` (3.12+: eager tasks).
+    pub swap_current_task: Option<Py<PyAny>>,
+    /// `asyncio.tasks._register_eager_task` (3.12+).
+    pub register_eager_task: Option<Py<PyAny>>,
+    /// `asyncio.tasks._unregister_eager_task` (3.12+).
+    pub unregister_eager_task: Option<Py<PyAny>>,
 }
 
 static REFS: PyOnceLock<PyRefs> = PyOnceLock::new();
@@ -90,6 +96,9 @@ fn load(py: Python<'_>) -> PyResult<PyRefs> {
         isgenerator: get("inspect", "isgenerator")?,
         convert_future_exc: get("asyncio.futures", "_convert_future_exc")?,
         generic_alias: get("types", "GenericAlias")?,
+        swap_current_task: get("asyncio.tasks", "_swap_current_task").ok(),
+        register_eager_task: get("asyncio.tasks", "_register_eager_task").ok(),
+        unregister_eager_task: get("asyncio.tasks", "_unregister_eager_task").ok(),
     })
 }
 

@@ -161,11 +161,13 @@ fn init_task(
 
 fn loop_is_running(task: &Bound<'_, Task>) -> PyResult<bool> {
     let py = task.py();
-    let (loop_, _) = task_loop(task)?;
-    loop_
-        .bind(py)
-        .call_method0(intern!(py, "is_running"))?
-        .is_truthy()
+    match task_loop(task)? {
+        (_, Some(native)) => Ok(native.get().is_running(py)),
+        (loop_, None) => loop_
+            .bind(py)
+            .call_method0(intern!(py, "is_running"))?
+            .is_truthy(),
+    }
 }
 
 fn is_real_context(task: &Bound<'_, Task>) -> bool {
@@ -185,22 +187,25 @@ fn is_real_context(task: &Bound<'_, Task>) -> bool {
 /// `contextvars.Context` start lazily.)
 fn eager_start_task(task: &Bound<'_, Task>) -> PyResult<()> {
     let py = task.py();
-    let tasks = py.import(intern!(py, "asyncio.tasks"))?;
+    let r = refs(py);
+    let Some(swap) = &r.swap_current_task else {
+        return Err(PyRuntimeError::new_err(
+            "eager tasks need asyncio.tasks._swap_current_task (Python 3.12+)",
+        ));
+    };
+    let swap = swap.bind(py);
     let (loop_, _) = task_loop(task)?;
-    let swap = tasks.getattr(intern!(py, "_swap_current_task"))?;
     let prev = swap.call1((&loop_, task))?;
-    let register_eager = tasks.getattr(intern!(py, "_register_eager_task")).ok();
-    let unregister_eager = tasks.getattr(intern!(py, "_unregister_eager_task")).ok();
     let stepped = (|| -> PyResult<()> {
-        if let Some(f) = &register_eager {
-            f.call1((task,))?;
+        if let Some(f) = &r.register_eager_task {
+            f.bind(py).call1((task,))?;
         }
         let ctx = task.get().context(py).into_bound(py);
         ffi::context_enter(&ctx)?;
         let result = step_body(task, None);
         let exit = ffi::context_exit(&ctx);
-        let unregister = match &unregister_eager {
-            Some(f) => f.call1((task,)).map(drop),
+        let unregister = match &r.unregister_eager_task {
+            Some(f) => f.bind(py).call1((task,)).map(drop),
             None => Ok(()),
         };
         result.and(exit).and(unregister)
@@ -685,7 +690,7 @@ impl Task {
         eager_start: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let eager = match eager_start {
-            Some(_) if slf.py().version_info() < (3, 12) => {
+            Some(_) if !cfg!(Py_3_12) => {
                 return Err(PyTypeError::new_err(
                     "Task.__init__() got an unexpected keyword argument 'eager_start'",
                 ))
@@ -712,7 +717,7 @@ impl Task {
         let mut c = self.core.borrow_mut(py);
         if c.num_cancels_requested > 0 {
             c.num_cancels_requested -= 1;
-            if c.num_cancels_requested == 0 && py.version_info() >= (3, 13) {
+            if c.num_cancels_requested == 0 && cfg!(Py_3_13) {
                 c.must_cancel = false;
             }
         }
