@@ -21,6 +21,7 @@ child: fork/exec, the pipe, the exit.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import time
 
@@ -80,6 +81,48 @@ def executor_serial(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
     return Measured(n, time.perf_counter() - start)
 
 
+def _busy_latency(loop: asyncio.AbstractEventLoop, n: int, executor: object) -> Measured:
+    """``n`` sequential pool round trips while a callback chain keeps the loop busy."""
+    _prime_executor(loop)
+    busy = True
+
+    def spin() -> None:  # never runs out of ready work while the round trips run
+        if busy:
+            loop.call_soon(spin)
+
+    async def main_coro() -> float:
+        nonlocal busy
+        loop.call_soon(spin)
+        start = time.perf_counter()
+        for i in range(n):
+            if executor == "to_thread":
+                result = await asyncio.to_thread(_identity, i)
+            else:
+                result = await loop.run_in_executor(executor, _identity, i)
+            if result != i:
+                raise AssertionError("the executor returned a wrong result")
+        elapsed = time.perf_counter() - start
+        busy = False
+        return elapsed
+
+    return Measured(n, loop.run_until_complete(main_coro()))
+
+
+def to_thread_busy(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """``await asyncio.to_thread(fn)`` one at a time while the loop always has ready work.
+
+    The figure is round trips per second, i.e. 1 / latency: a loop that keeps the GIL
+    while it is busy makes every round trip wait for the interpreter's switch interval.
+    """
+    return _busy_latency(loop, n, "to_thread")
+
+
+def thread_executor_busy(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """The same with an explicit ``concurrent.futures.ThreadPoolExecutor`` (Python threads)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        return _busy_latency(loop, n, pool)
+
+
 async def _echo_child() -> None:
     proc = await asyncio.create_subprocess_exec(*ECHO, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
@@ -115,6 +158,10 @@ def subprocess_concurrent(loop: asyncio.AbstractEventLoop, n: int) -> int:
 WORKLOADS = [
     Workload("executor_gather", executor_gather, 15_000, 1_000, executor_gather.__doc__),
     Workload("executor_serial", executor_serial, 4_000, 200, executor_serial.__doc__),
+    Workload("to_thread_busy", to_thread_busy, 1_000, 100, to_thread_busy.__doc__),
+    Workload(
+        "thread_executor_busy", thread_executor_busy, 1_000, 100, thread_executor_busy.__doc__
+    ),
     Workload("subprocess_serial", subprocess_serial, 300, 30, subprocess_serial.__doc__),
     Workload(
         "subprocess_concurrent", subprocess_concurrent, 400, 40, subprocess_concurrent.__doc__

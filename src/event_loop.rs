@@ -16,6 +16,7 @@ use pyo3::{intern, PyTraverseError};
 use crate::ffi;
 use crate::future::Future;
 use crate::gil_cell::GilCell;
+use crate::gil_handoff;
 use crate::handles::{call_in_context, report_callback_error, run_handle, Handle, TimerHandle};
 use crate::io::{self, Direction, IoMap};
 use crate::pyrefs::{capture_source_traceback, refs};
@@ -36,6 +37,11 @@ const READY_SHRINK_CAPACITY: usize = 64 * 1024;
 
 /// How many ready callbacks run between two checks for pending signals.
 const SIGNAL_CHECK_EVERY: usize = 64;
+
+/// A busy loop (ready work and no fds) skips the poll, which would only give the GIL
+/// away; it still polls, GIL released, once in this many iterations so that other
+/// Python threads waiting for the GIL get it as often as asyncio's select() gives it.
+const POLL_AT_LEAST_EVERY: u32 = 16;
 
 /// The longest single poll; deadlines further away are reached in several polls.
 const MAX_POLL_SECS: f64 = 24.0 * 3600.0;
@@ -92,6 +98,8 @@ pub struct LoopState {
     pub slow_callback_duration: f64,
     /// Readers and writers by fd.
     pub io: IoMap,
+    /// Iterations in a row that skipped the poll (see `POLL_AT_LEAST_EVERY`).
+    pub polls_skipped: u32,
 }
 
 /// Which API created a handle (decides the debug checks and whether it runs once).
@@ -328,7 +336,7 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         let mut garbage: Vec<Py<TimerHandle>> = Vec::new();
-        let (timeout, has_io) = {
+        let (timeout, has_io, poll_now) = {
             let mut st = this.state.borrow_mut(py);
             let st = &mut *st;
             for fd in st.io.rearm.drain(..) {
@@ -354,19 +362,31 @@ impl EventLoop {
             } else {
                 None
             };
-            (timeout, !st.io.entries.is_empty())
+            let mut poll_now = timeout != Some(Duration::ZERO) || !st.io.entries.is_empty();
+            if poll_now {
+                st.polls_skipped = 0;
+            } else {
+                st.polls_skipped += 1;
+                if st.polls_skipped >= POLL_AT_LEAST_EVERY {
+                    st.polls_skipped = 0;
+                    poll_now = true;
+                }
+            }
+            (timeout, !st.io.entries.is_empty(), poll_now)
         };
         drop(garbage);
 
-        if timeout != Some(Duration::ZERO) || has_io {
+        if poll_now {
             this.sleeping.store(true, Ordering::Release);
             let res = py.detach(|| {
                 let mut poll = this.poll.lock();
                 let mut events = this.events.lock();
-                match poll.as_mut() {
+                let res = match poll.as_mut() {
                     Some(p) => p.poll(&mut events, timeout),
                     None => Ok(()),
-                }
+                };
+                gil_handoff::wait_for_waiters();
+                res
             });
             this.sleeping.store(false, Ordering::Release);
             match res {
@@ -377,6 +397,10 @@ impl EventLoop {
             if has_io {
                 Self::dispatch_io(py, this);
             }
+        } else {
+            // No poll this iteration (ready work, no fds): still let a pool worker
+            // that waits for the GIL have it, as asyncio's select() would.
+            gil_handoff::yield_to_waiters(py);
         }
 
         // Move due timers to the ready queue, in deadline order.
@@ -865,6 +889,7 @@ impl EventLoop {
                 task_factory: None,
                 slow_callback_duration: 0.1,
                 io: IoMap::default(),
+                polls_skipped: 0,
             }),
             poll: Mutex::new(Some(poll)),
             events: Mutex::new(Events::with_capacity(1024)),

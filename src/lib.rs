@@ -9,6 +9,7 @@ mod event_loop;
 mod ffi;
 mod future;
 mod gil_cell;
+mod gil_handoff;
 mod handles;
 mod io;
 mod pyrefs;

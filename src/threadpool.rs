@@ -14,6 +14,7 @@ use pyo3::types::PyTuple;
 
 use crate::event_loop::{EventLoop, Ready};
 use crate::future::{FutState, Future};
+use crate::gil_handoff;
 
 /// One call to run on a worker.
 pub struct Job {
@@ -259,7 +260,7 @@ fn worker(shared: Arc<Shared>) {
             }
             return;
         };
-        Python::attach(|py| {
+        gil_handoff::attach_announced(|py| {
             if !named {
                 name_thread(py, index);
                 named = true;

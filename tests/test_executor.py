@@ -166,6 +166,42 @@ def test_to_thread(loop):
     assert value == 15 and tid != threading.get_ident()
 
 
+@pytest.mark.parametrize("executor", ["default", "to_thread", "user"])
+def test_round_trips_while_the_loop_is_never_idle(loop, executor):
+    """Pool calls complete while ready work never runs out (the loop gives the GIL away).
+
+    A busy loop skips its poll; the GIL must still reach the pool's threads (native
+    workers and Python threads alike), or every round trip waits for the switch interval.
+    """
+    spins = 0
+    busy = True
+
+    def spin():
+        nonlocal spins
+        spins += 1
+        if busy:
+            loop.call_soon(spin)
+
+    async def main(pool):
+        nonlocal busy
+        loop.call_soon(spin)
+        results = []
+        for i in range(50):
+            if executor == "to_thread":
+                results.append(await asyncio.to_thread(_work, i))
+            else:
+                results.append(await loop.run_in_executor(pool, _work, i))
+        busy = False
+        return results
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as user_pool:
+        pool = user_pool if executor == "user" else None
+        results = loop.run_until_complete(asyncio.wait_for(main(pool), 30))
+    assert [value for value, _ in results] == list(range(50))
+    assert all(tid != threading.get_ident() for _, tid in results)
+    assert spins > 0  # the chain really ran alongside
+
+
 def test_many_executor_jobs(loop):
     async def main():
         return await asyncio.gather(*(loop.run_in_executor(None, _work, i) for i in range(200)))
