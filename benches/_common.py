@@ -103,7 +103,10 @@ def make_loop_factory(name: str) -> tuple[Callable[[], asyncio.AbstractEventLoop
 
 
 def _run_once(
-    factory: Callable[[], asyncio.AbstractEventLoop], workload: Workload, n: int
+    factory: Callable[[], asyncio.AbstractEventLoop],
+    workload: Workload,
+    n: int,
+    no_gc: bool = False,
 ) -> tuple[int, float, dict[str, Any] | None]:
     """Run ``workload`` once on a new loop; return ``(ops, seconds, info)``."""
     loop = factory()
@@ -113,10 +116,13 @@ def _run_once(
     asyncio.set_event_loop(loop)
     try:
         gc.collect()
+        if no_gc:
+            gc.disable()
         start = time.perf_counter()
         result = workload.run(loop, n)
         elapsed = time.perf_counter() - start
     finally:
+        gc.enable()
         asyncio.set_event_loop(None)
         loop.close()
     if errors:
@@ -148,9 +154,10 @@ def _worker(spec: dict[str, Any], workloads: dict[str, Workload]) -> dict[str, A
     best_info: dict[str, Any] | None = None
     try:
         # Warm-up at a tenth of the size: imports, caches, first-call costs.
-        _run_once(factory, workload, max(1, spec["n"] // 10))
+        no_gc = spec.get("no_gc", False)
+        _run_once(factory, workload, max(1, spec["n"] // 10), no_gc)
         for _ in range(spec["repeat"]):
-            run_ops, seconds, info = _run_once(factory, workload, spec["n"])
+            run_ops, seconds, info = _run_once(factory, workload, spec["n"], no_gc)
             times.append(seconds)
             # Self-timed workloads may do a varying number of operations (a fixed-duration
             # load test), so the best run is the one with the highest rate.
@@ -325,6 +332,11 @@ def main(
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per cell (default 60)")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="loop the ratios compare")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="disable the cyclic garbage collector while a workload runs (every loop)",
+    )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = parser.parse_args(argv)
 
@@ -339,7 +351,8 @@ def main(
     print(
         f"ferroloop {family} benchmarks - Python {platform.python_version()} on "
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, "
-        f"best of {repeat}, one subprocess per cell",
+        f"best of {repeat}, one subprocess per cell"
+        + (", cyclic GC disabled during the workloads" if args.no_gc else ""),
         flush=True,
     )
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -347,7 +360,13 @@ def main(
         wl = by_name[wl_name]
         n = max(1, round((wl.quick_n if args.quick else wl.n) * args.scale))
         for loop_name in loops:
-            spec = {"loop": loop_name, "workload": wl_name, "n": n, "repeat": repeat}
+            spec = {
+                "loop": loop_name,
+                "workload": wl_name,
+                "n": n,
+                "repeat": repeat,
+                "no_gc": args.no_gc,
+            }
             cell = _run_cell(script, spec, args.timeout)
             results.setdefault(wl_name, {})[loop_name] = cell
             status = _cell_text(cell)
@@ -382,6 +401,7 @@ def main(
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "repeat": repeat,
             "quick": args.quick,
+            "no_gc": args.no_gc,
             "scale": args.scale,
             "baseline": args.baseline,
             "versions": versions,

@@ -180,6 +180,11 @@ def sock_echo_1k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
     return _sock_echo(loop, n, 1024)
 
 
+def sock_echo_64k(loop: asyncio.AbstractEventLoop, n: int) -> Measured:
+    """64 KiB round trips via ``sock_recv``/``sock_sendall``."""
+    return _sock_echo(loop, n, 64 * 1024)
+
+
 # --------------------------------------------------------------------------- streams echo
 
 
@@ -752,6 +757,7 @@ def _http_client_description() -> str:
 
 WORKLOADS = [
     Workload("sock_echo_1k", sock_echo_1k, 12_000, 800, sock_echo_1k.__doc__),
+    Workload("sock_echo_64k", sock_echo_64k, 3_000, 200, sock_echo_64k.__doc__),
     Workload("streams_echo_1k", streams_echo_1k, 20_000, 1_000, streams_echo_1k.__doc__),
     Workload("streams_echo_64k", streams_echo_64k, 4_000, 200, streams_echo_64k.__doc__),
     Workload("protocol_echo_1k", protocol_echo_1k, 40_000, 2_000, protocol_echo_1k.__doc__),

@@ -340,7 +340,13 @@ impl EventLoop {
             let mut st = this.state.borrow_mut(py);
             let st = &mut *st;
             for fd in st.io.rearm.drain(..) {
-                if let Some(interest) = st.io.entries.get(&fd).and_then(|e| e.registered) {
+                if let Some(interest) = st
+                    .io
+                    .entries
+                    .get(&fd)
+                    .filter(|e| e.registered_edge)
+                    .and_then(|e| e.registered)
+                {
                     // An fd closed behind our back cannot be re-armed; its
                     // callbacks stay registered, as with asyncio's selector.
                     let _ = io::rearm(&this.registry, fd, interest);
@@ -405,15 +411,18 @@ impl EventLoop {
 
         // Move due timers to the ready queue, in deadline order.
         {
+            let mut cancelled = Vec::new();
             let mut st = this.state.borrow_mut(py);
             if st.timers.len() > 0 {
                 let now = ffi::monotonic();
-                while let Some(timer) = st.timers.pop_due(py, now) {
+                while let Some(timer) = st.timers.pop_due(py, now, &mut cancelled) {
                     let handle: Py<Handle> = timer.bind(py).as_super().clone().unbind();
                     drop(timer);
                     st.ready.push_back(Ready::Handle(handle));
                 }
             }
+            drop(st);
+            drop(cancelled);
         }
 
         let (ntodo, debug) = {
@@ -485,7 +494,7 @@ impl EventLoop {
             if readable {
                 if let Some(r) = &entry.reader {
                     st.ready.push_back(Ready::Handle(r.clone_ref(py)));
-                    dispatched = true;
+                    dispatched = !entry.edge_reader;
                 }
             }
             if writable {
@@ -494,7 +503,7 @@ impl EventLoop {
                     dispatched = true;
                 }
             }
-            if dispatched {
+            if dispatched && entry.registered_edge {
                 st.io.rearm.push(fd);
             }
         }
@@ -526,6 +535,7 @@ impl EventLoop {
             };
             entry.transport_read = read;
             entry.transport_write = write;
+            entry.sticky_owner = None;
             let res = io::sync_registration(&self.registry, fd, entry);
             drop(st);
             if let Err(e) = res {
@@ -587,6 +597,10 @@ impl EventLoop {
         let old = {
             let mut st = this.state.borrow_mut(py);
             let entry = st.io.entries.entry(fd).or_default();
+            entry.sticky_owner = None;
+            if dir == Direction::Read {
+                entry.edge_reader = false;
+            }
             let old = match dir {
                 Direction::Read => entry.reader.replace(handle.clone_ref(py)),
                 Direction::Write => entry.writer.replace(handle.clone_ref(py)),
@@ -610,6 +624,110 @@ impl EventLoop {
             old.bind(py).get().cancel_parts(py, old.bind(py).as_any());
         }
         Ok(handle)
+    }
+
+    /// A native `sock_recv` wait's reader for `sock` (whose fd is `fd`). When the
+    /// same socket's previous wait left the fd registered (`release_sock_reader`),
+    /// the registration is reused as it is: the wait is entered only after a
+    /// `recv` found nothing (so the next arrival makes a new edge), and the socket
+    /// object being alive and the same means the fd was neither closed nor reused.
+    pub(crate) fn add_sock_reader(
+        slf: &Bound<'_, Self>,
+        fd: i32,
+        sock: &Bound<'_, PyAny>,
+        callback: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        let handle = Py::new(
+            py,
+            Self::make_handle(slf, callback, &PyTuple::empty(py), None, Origin::Io)?,
+        )?;
+        let old = {
+            let mut st = this.state.borrow_mut(py);
+            let entry = st.io.entries.entry(fd).or_default();
+            let sticky = entry.is_sticky_for(sock);
+            let old = entry.reader.replace(handle.clone_ref(py));
+            let old_edge = std::mem::replace(&mut entry.edge_reader, true);
+            if !sticky {
+                entry.sticky_owner = None;
+                if let Err(e) = io::sync_registration(&this.registry, fd, entry) {
+                    let failed = std::mem::replace(&mut entry.reader, old);
+                    entry.edge_reader = old_edge;
+                    if entry.is_unused() {
+                        st.io.entries.remove(&fd);
+                    }
+                    drop(st);
+                    drop(failed);
+                    return Err(os_error(e));
+                }
+            }
+            old
+        };
+        if let Some(old) = old {
+            old.bind(py).get().cancel_parts(py, old.bind(py).as_any());
+        }
+        Ok(handle)
+    }
+
+    /// The end of a native `sock_recv` wait: remove its reader but leave the fd
+    /// registered for reading when nothing else uses it, remembering `sock` (weakly)
+    /// as the owner, so that the socket's next wait needs no `epoll_ctl`. An event
+    /// for such an idle fd finds no callback and is ignored (edge-triggered: it is
+    /// not reported again).
+    pub(crate) fn release_sock_reader(
+        slf: &Bound<'_, Self>,
+        fd: i32,
+        sock: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let removed = {
+            let mut st = this.state.borrow_mut(py);
+            if st.closed {
+                return Ok(());
+            }
+            let Some(entry) = st.io.entries.get_mut(&fd) else {
+                return Ok(());
+            };
+            let removed = entry.reader.take();
+            entry.edge_reader = false;
+            let keep = entry.writer.is_none()
+                && entry.transport.is_none()
+                && entry.registered == Some(mio::Interest::READABLE)
+                && entry.registered_edge;
+            let res = if keep {
+                let same = entry
+                    .sticky_owner
+                    .as_ref()
+                    .and_then(|w| w.bind(py).upgrade())
+                    .is_some_and(|owner| owner.is(sock));
+                if !same {
+                    entry.sticky_owner = pyo3::types::PyWeakrefReference::new(sock)
+                        .ok()
+                        .map(Bound::unbind);
+                }
+                Ok(())
+            } else {
+                entry.sticky_owner = None;
+                let res = io::sync_registration(&this.registry, fd, entry);
+                if entry.is_unused() {
+                    st.io.entries.remove(&fd);
+                }
+                res
+            };
+            drop(st);
+            if let Err(e) = res {
+                drop(removed);
+                return Err(os_error(e));
+            }
+            removed
+        };
+        if let Some(h) = removed {
+            h.bind(py).get().cancel_parts(py, h.bind(py).as_any());
+        }
+        Ok(())
     }
 
     /// `_remove_reader` / `_remove_writer`: True if a callback was removed.
@@ -636,6 +754,10 @@ impl EventLoop {
                 Direction::Read => entry.reader.take(),
                 Direction::Write => entry.writer.take(),
             };
+            entry.sticky_owner = None;
+            if dir == Direction::Read {
+                entry.edge_reader = false;
+            }
             let res = io::sync_registration(&this.registry, fd, entry);
             if entry.is_unused() {
                 st.io.entries.remove(&fd);
@@ -1235,7 +1357,14 @@ impl EventLoop {
     fn _io_key(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<Option<IoKey>> {
         let fd = io::fileobj_to_fd(fd)?;
         let st = self.state.borrow(py);
-        Ok(st.io.entries.get(&fd).map(|e| {
+        // An fd left registered by a finished `sock_recv` wait (no callback, no
+        // transport) is not registered as far as asyncio's selector goes.
+        let entry = st
+            .io
+            .entries
+            .get(&fd)
+            .filter(|e| e.reader.is_some() || e.writer.is_some() || e.transport.is_some());
+        Ok(entry.map(|e| {
             let mask = u8::from(e.reader.is_some()) | (u8::from(e.writer.is_some()) << 1);
             (
                 mask,

@@ -1,19 +1,22 @@
 //! File-descriptor readiness: the readers and writers registered with
 //! `add_reader`/`add_writer`, and their `mio` registrations.
 //!
-//! `mio` is edge-triggered while asyncio's readers and writers are
-//! level-triggered (a reader that leaves data unread is called again). Every fd
-//! whose callbacks were dispatched in an iteration is re-armed (`EPOLL_CTL_MOD`)
-//! before the next poll, which makes epoll report it again if it is still ready.
+//! The fds are registered with `epoll_ctl` on mio's epoll instance (mio itself
+//! registers everything edge-triggered): readers and writers from `add_reader` /
+//! `add_writer` level-triggered, as asyncio's selector has them, so a dispatch
+//! costs no syscall; native transports and `sock_recv` waits edge-triggered. An
+//! edge-triggered fd whose reader or writer callback ran is re-armed
+//! (`EPOLL_CTL_MOD`) before the next poll, so that it is reported again if still
+//! ready.
 
 use std::collections::HashMap;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
-use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyWeakrefReference;
 
 use crate::handles::Handle;
 use crate::transport::StreamTransport;
@@ -33,6 +36,16 @@ pub struct FdEntry {
     pub transport_write: bool,
     /// What the fd is registered for with epoll right now.
     pub registered: Option<Interest>,
+    /// Whether that registration is edge-triggered (see `sync_registration`).
+    pub registered_edge: bool,
+    /// The reader is a native `sock_recv` wait, which tries its `recv` before it
+    /// waits and takes a spurious wake-up in its stride: the edge-triggered
+    /// registration needs no re-arm after it runs.
+    pub edge_reader: bool,
+    /// A weak reference to the socket whose finished `sock_recv` wait left the
+    /// fd registered for reading (see `EventLoop::add_sock_reader`): while that
+    /// same socket object waits again, no `epoll_ctl` is needed.
+    pub sticky_owner: Option<Py<PyWeakrefReference>>,
 }
 
 impl FdEntry {
@@ -45,6 +58,21 @@ impl FdEntry {
             (false, true) => Some(Interest::WRITABLE),
             (false, false) => None,
         }
+    }
+
+    /// Whether the fd is registered for reading only, with no callbacks, for the
+    /// socket `sock` (which, being alive, still owns the fd and its registration).
+    pub fn is_sticky_for(&self, sock: &Bound<'_, PyAny>) -> bool {
+        self.reader.is_none()
+            && self.writer.is_none()
+            && self.transport.is_none()
+            && self.registered == Some(Interest::READABLE)
+            && self.registered_edge
+            && self
+                .sticky_owner
+                .as_ref()
+                .and_then(|w| w.bind(sock.py()).upgrade())
+                .is_some_and(|owner| owner.is(sock))
     }
 
     /// Whether nothing at all is registered for the fd any more.
@@ -113,49 +141,102 @@ fn is_errno(err: &std::io::Error, code: i32) -> bool {
     err.raw_os_error() == Some(code)
 }
 
+/// `epoll_ctl(op)` for `fd` with `interest`, level- or edge-triggered; the event's
+/// data is the fd (the token `dispatch_io` reads back through mio's events).
+fn epoll_ctl(
+    registry: &Registry,
+    op: libc::c_int,
+    fd: RawFd,
+    interest: Option<Interest>,
+    edge: bool,
+) -> std::io::Result<()> {
+    let mut events: u32 = 0;
+    if let Some(interest) = interest {
+        if interest.is_readable() {
+            events |= (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        }
+        if interest.is_writable() {
+            events |= libc::EPOLLOUT as u32;
+        }
+        if edge {
+            events |= libc::EPOLLET as u32;
+        }
+    }
+    let mut event = libc::epoll_event {
+        events,
+        u64: Token(fd as usize).0 as u64,
+    };
+    // SAFETY: the registry's fd is mio's live epoll instance; `event` is a valid
+    // epoll_event for the duration of the call (ignored by EPOLL_CTL_DEL).
+    let rc = unsafe { libc::epoll_ctl(registry.as_raw_fd(), op, fd, &mut event) };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Bring the epoll registration of `fd` in line with its callbacks.
+///
+/// Readers and writers from `add_reader`/`add_writer` are registered
+/// level-triggered, as asyncio's selector has them: a callback that leaves the fd
+/// ready is reported again with no `epoll_ctl` in between. Native transports and
+/// native `sock_recv` waits (which read until they would block, or try before
+/// they wait) are edge-triggered.
 pub fn sync_registration(
     registry: &Registry,
     fd: RawFd,
     entry: &mut FdEntry,
 ) -> std::io::Result<()> {
     let wanted = entry.wanted();
-    let token = Token(fd as usize);
+    let edge = entry.transport.is_some() || entry.edge_reader;
     match (entry.registered, wanted) {
         (None, None) => Ok(()),
         (Some(_), None) => {
             entry.registered = None;
-            match registry.deregister(&mut SourceFd(&fd)) {
+            match epoll_ctl(registry, libc::EPOLL_CTL_DEL, fd, None, false) {
                 Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::EBADF) => Ok(()),
                 other => other,
             }
         }
         (None, Some(interest)) => {
-            match registry.register(&mut SourceFd(&fd), token, interest) {
+            match epoll_ctl(registry, libc::EPOLL_CTL_ADD, fd, Some(interest), edge) {
                 Err(e) if is_errno(&e, libc::EEXIST) => {
-                    registry.reregister(&mut SourceFd(&fd), token, interest)?
+                    epoll_ctl(registry, libc::EPOLL_CTL_MOD, fd, Some(interest), edge)?
                 }
                 other => other?,
             }
             entry.registered = Some(interest);
+            entry.registered_edge = edge;
             Ok(())
         }
-        (Some(_), Some(interest)) => {
-            rearm(registry, fd, interest)?;
+        (Some(current), Some(interest)) => {
+            // Level-triggered and unchanged: nothing to tell the kernel (asyncio's
+            // selector makes no syscall either when only the callback changes).
+            if !edge && !entry.registered_edge && current == interest {
+                return Ok(());
+            }
+            ctl_mod(registry, fd, interest, edge)?;
             entry.registered = Some(interest);
+            entry.registered_edge = edge;
             Ok(())
         }
     }
 }
 
-/// Re-register `fd` (`EPOLL_CTL_MOD`, which re-reports a still-ready fd).
-pub fn rearm(registry: &Registry, fd: RawFd, interest: Interest) -> std::io::Result<()> {
-    let token = Token(fd as usize);
-    match registry.reregister(&mut SourceFd(&fd), token, interest) {
-        // The fd was closed and maybe reused behind our back: register afresh.
+/// `EPOLL_CTL_MOD` (which re-reports a still-ready fd), or `EPOLL_CTL_ADD` if the
+/// fd was closed and maybe reused behind our back.
+fn ctl_mod(registry: &Registry, fd: RawFd, interest: Interest, edge: bool) -> std::io::Result<()> {
+    match epoll_ctl(registry, libc::EPOLL_CTL_MOD, fd, Some(interest), edge) {
         Err(e) if is_errno(&e, libc::ENOENT) => {
-            registry.register(&mut SourceFd(&fd), token, interest)
+            epoll_ctl(registry, libc::EPOLL_CTL_ADD, fd, Some(interest), edge)
         }
         other => other,
     }
+}
+
+/// Re-arm an edge-triggered registration of `fd` so that a still-ready fd is
+/// reported again.
+pub fn rearm(registry: &Registry, fd: RawFd, interest: Interest) -> std::io::Result<()> {
+    ctl_mod(registry, fd, interest, true)
 }

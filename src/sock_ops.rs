@@ -9,8 +9,8 @@ use std::os::fd::RawFd;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
 use pyo3::PyTraverseError;
 
 use crate::event_loop::EventLoop;
@@ -77,9 +77,11 @@ fn set_outcome(fut: &Bound<'_, PyAny>, outcome: Result<Py<PyAny>, PyErr>) -> PyR
     match (native, outcome) {
         (Some(f), Ok(value)) => future_set_result(f, value),
         (Some(f), Err(err)) => future_set_exception(f, &err.into_value(py).into_bound(py)),
-        (None, Ok(value)) => fut.call_method1("set_result", (value,)).map(drop),
+        (None, Ok(value)) => fut
+            .call_method1(intern!(py, "set_result"), (value,))
+            .map(drop),
         (None, Err(err)) => fut
-            .call_method1("set_exception", (err.into_value(py),))
+            .call_method1(intern!(py, "set_exception"), (err.into_value(py),))
             .map(drop),
     }
 }
@@ -89,7 +91,7 @@ fn is_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
         Ok(f) if fut.is_exact_instance_of::<Future>() => {
             Ok(f.get().state(fut.py()) != FutState::Pending)
         }
-        _ => fut.call_method0("done")?.is_truthy(),
+        _ => fut.call_method0(intern!(fut.py(), "done"))?.is_truthy(),
     }
 }
 
@@ -104,7 +106,10 @@ impl SockRecv {
         if is_done(fut)? {
             return Ok(());
         }
-        let fd: RawFd = sock.bind(py).call_method0("fileno")?.extract()?;
+        let fd: RawFd = sock
+            .bind(py)
+            .call_method0(intern!(py, "fileno"))?
+            .extract()?;
         match recv_once(py, fd, self.n)? {
             Received::Data(data) => set_outcome(fut, Ok(data.into_any().unbind())),
             Received::WouldBlock => Ok(()),
@@ -117,14 +122,18 @@ impl SockRecv {
     fn _done(&mut self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
         let handle = self.handle.take();
         self.fut = None;
-        self.sock = None;
         let Some(loop_) = self.loop_.take() else {
+            self.sock = None;
             return Ok(());
         };
+        let sock = self.sock.take();
         if handle.as_ref().is_some_and(|h| h.get().is_cancelled()) {
             return Ok(());
         }
-        EventLoop::remove_fd_io(loop_.bind(py), self.fd, Direction::Read).map(drop)
+        match sock {
+            Some(sock) => EventLoop::release_sock_reader(loop_.bind(py), self.fd, sock.bind(py)),
+            None => EventLoop::remove_fd_io(loop_.bind(py), self.fd, Direction::Read).map(drop),
+        }
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -163,15 +172,11 @@ pub fn watch_recv(
             handle: None,
         },
     )?;
-    let fd_obj = fd.into_pyobject(py)?;
-    let handle = EventLoop::add_io(
-        loop_,
-        fd_obj.as_any(),
-        op.as_any(),
-        &PyTuple::empty(py),
-        Direction::Read,
-    )?;
+    let handle = EventLoop::add_sock_reader(loop_, fd, sock, op.as_any())?;
     op.borrow_mut().handle = Some(handle);
-    fut.call_method1("add_done_callback", (op.getattr("_done")?,))?;
+    fut.call_method1(
+        intern!(py, "add_done_callback"),
+        (op.getattr(intern!(py, "_done"))?,),
+    )?;
     Ok(())
 }

@@ -126,18 +126,29 @@ impl TimerHeap {
         None
     }
 
-    /// Pop the earliest timer if its deadline is at or before `now`.
-    pub fn pop_due(&mut self, py: Python<'_>, now: f64) -> Option<Py<TimerHandle>> {
-        let top = self.heap.peek()?;
-        if key(top.when) > now {
-            return None;
+    /// Pop the earliest live timer if its deadline is at or before `now`. Cancelled
+    /// timers met on the way are popped into `garbage` (to be dropped outside the
+    /// loop's borrow) instead of going through the ready queue.
+    pub fn pop_due(
+        &mut self,
+        py: Python<'_>,
+        now: f64,
+        garbage: &mut Vec<Py<TimerHandle>>,
+    ) -> Option<Py<TimerHandle>> {
+        loop {
+            let top = self.heap.peek()?;
+            if key(top.when) > now {
+                return None;
+            }
+            let e = self.heap.pop()?;
+            e.handle.get().mark_unscheduled();
+            if is_cancelled(py, &e.handle) {
+                self.cancelled = self.cancelled.saturating_sub(1);
+                garbage.push(e.handle);
+                continue;
+            }
+            return Some(e.handle);
         }
-        let e = self.heap.pop()?;
-        e.handle.get().mark_unscheduled();
-        if is_cancelled(py, &e.handle) {
-            self.cancelled = self.cancelled.saturating_sub(1);
-        }
-        Some(e.handle)
     }
 
     /// Remove everything (loop close); returns the handles to drop outside borrows.

@@ -607,3 +607,37 @@ def test_close_busy_loop_warns_like_asyncio(impl, close):
     assert expected[1].count(("ResourceWarning", "unclosed transport")) == 6
     assert (("ResourceWarning", "unclosed event") in expected[1]) == (not close)
     assert actual == expected
+
+
+# -- reference cycles through handles -------------------------------------------------
+
+
+class _HoldsItsHandle:
+    """An object whose own method is the callback of a handle it keeps: a cycle."""
+
+    def callback(self):
+        pass
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_soon_threadsafe"])
+@pytest.mark.parametrize("fate", ["ran", "cancelled", "pending_at_close"])
+def test_cycle_through_a_handle_is_collected(loop, method, fate):
+    """``obj -> handle -> obj.callback -> obj`` is garbage the collector frees, whatever
+    became of the handle (asyncio's handles are gc-tracked; a loop whose handles are not
+    -- rloop 0.5 -- leaks every such object: the piece of the contract that
+    ``benches/micro.py --no-gc`` takes out of the timer figures)."""
+    obj = _HoldsItsHandle()
+    if method == "call_later":
+        delay = 3600 if fate == "pending_at_close" else 0
+        obj.handle = loop.call_later(delay, obj.callback)
+    else:
+        obj.handle = getattr(loop, method)(obj.callback)
+    if fate == "cancelled":
+        obj.handle.cancel()
+    ref = weakref.ref(obj)
+    del obj
+    if fate != "pending_at_close":
+        loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    gc.collect()
+    assert ref() is None

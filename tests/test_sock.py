@@ -611,3 +611,150 @@ def test_pending_recv_on_socket_closed_by_user_stays_pending(loop):
         return still_pending
 
     assert run(loop, main()) is True
+
+
+# -- a finished sock_recv wait and the fd's registration --------------------------------
+# (ferroloop leaves the fd registered after a native sock_recv wait, for the same socket's
+# next wait; none of that may show, whatever happens to the fd in between.)
+
+
+def _wait_then_recv(loop, sock, peer, payload=b"ping"):
+    """One sock_recv that has to wait (the peer sends after a tick)."""
+
+    async def main():
+        task = asyncio.ensure_future(loop.sock_recv(sock, 100))
+        await asyncio.sleep(0.005)
+        assert not task.done()
+        peer.send(payload)
+        return await task
+
+    return run(loop, main())
+
+
+def test_finished_recv_wait_leaves_no_reader(loop, pair):
+    a, b = pair
+    assert _wait_then_recv(loop, a, b) == b"ping"
+    assert loop.remove_reader(a) is False
+    with pytest.raises(KeyError):
+        loop._selector.get_key(a.fileno())
+
+
+def test_data_arriving_between_waits_is_received(loop, pair):
+    a, b = pair
+
+    async def main():
+        got = []
+        for i in range(50):
+            task = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0)
+            b.send(b"x%d;" % i)
+            got.append(await task)
+            b.send(b"y%d;" % i)  # arrives while nobody waits
+            await asyncio.sleep(0)
+            got.append(await loop.sock_recv(a, 100))
+        return b"".join(got)
+
+    expected = b"".join(b"x%d;y%d;" % (i, i) for i in range(50))
+    assert run(loop, main()) == expected
+
+
+def test_reader_added_after_recv_wait_is_called(loop, pair):
+    """add_reader on an fd a sock_recv wait used: level-triggered, called again while
+    data stays unread, and removable."""
+    a, b = pair
+    assert _wait_then_recv(loop, a, b) == b"ping"
+
+    async def main():
+        calls = []
+        done = loop.create_future()
+
+        def on_readable():
+            calls.append(1)
+            if len(calls) == 3:  # data left unread: reported on every iteration
+                loop.remove_reader(a)
+                done.set_result(a.recv(100))
+
+        loop.add_reader(a, on_readable)
+        b.send(b"level")
+        return await asyncio.wait_for(done, 5), len(calls)
+
+    assert run(loop, main()) == (b"level", 3)
+
+
+@pytest.mark.parametrize("reuse_by", ["sock_recv", "add_reader"])
+def test_recv_wait_then_close_and_fd_reuse(loop, reuse_by):
+    """The socket a finished sock_recv wait used is closed, and its fd number goes to
+    a new socket: the new socket's wait (or reader) still sees its data."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    assert _wait_then_recv(loop, a, b) == b"ping"
+    fd = a.fileno()
+    a.close()
+    b.close()
+    for _ in range(20):  # take the freed fd number again
+        c, d = socket.socketpair()
+        if c.fileno() == fd or d.fileno() == fd:
+            break
+        c.close()
+        d.close()
+    if d.fileno() == fd:
+        c, d = d, c
+    assert c.fileno() == fd
+    c.setblocking(False)
+    try:
+        if reuse_by == "sock_recv":
+            assert _wait_then_recv(loop, c, d, b"again") == b"again"
+        else:
+
+            async def main():
+                done = loop.create_future()
+
+                def on_readable():
+                    loop.remove_reader(c)
+                    done.set_result(c.recv(100))
+
+                loop.add_reader(c, on_readable)
+                await asyncio.sleep(0.005)
+                d.send(b"again")
+                return await asyncio.wait_for(done, 5)
+
+            assert run(loop, main()) == b"again"
+    finally:
+        c.close()
+        d.close()
+
+
+def test_recv_waits_alternate_with_sendall_waits(loop):
+    """A socket whose recv waits alternate with sendall waits (a writer on the same fd)."""
+    a, b = socket.socketpair()
+    for s in (a, b):
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    big = os.urandom(1 << 20)
+
+    async def main():
+        for _ in range(3):
+            reader = asyncio.ensure_future(_drain(loop, b, len(big)))
+            await loop.sock_sendall(a, big)  # has to wait for the writer
+            assert await reader == hashlib.sha256(big).hexdigest()
+            back = asyncio.ensure_future(loop.sock_recv(a, 10))
+            await asyncio.sleep(0.005)
+            b.send(b"ok")
+            assert await back == b"ok"
+
+    try:
+        run(loop, main())
+    finally:
+        a.close()
+        b.close()
+
+
+async def _drain(loop, sock, size):
+    h = hashlib.sha256()
+    got = 0
+    while got < size:
+        data = await loop.sock_recv(sock, 65536)
+        assert data
+        h.update(data)
+        got += len(data)
+    return h.hexdigest()
