@@ -1,12 +1,13 @@
 """aiosmtpd's SMTP server with the aiosmtplib client, on 127.0.0.1.
 
 The server runs on the loop under test (``loop.create_server(lambda: SMTP(handler, ...))``),
-side by side with the client: plain SMTP, STARTTLS (aiosmtpd wraps the live connection in
+side by side with the client: plain SMTP; STARTTLS (aiosmtpd wraps the live connection in
 asyncio's ``SSLProtocol`` by hand through ``transport.set_protocol``; aiosmtplib upgrades
-with ``loop.start_tls``) with ``require_starttls`` refusing mail before it, a 2 MiB message,
-and 1,000 messages sent concurrently over 10 connections, checked at the handler (count and
-content).  One more test runs aiosmtpd's threaded ``Controller`` with ``loop=`` a loop of the
-implementation under test, in its own thread, while the client runs on another such loop.
+with ``loop.start_tls``) with ``require_starttls`` refusing mail before it, and a 2 MiB
+message; implicit TLS (``create_server(ssl=...)``) and a Unix socket; 1,000 messages sent
+concurrently over 10 connections, checked at the handler (count and content).  One more test
+runs aiosmtpd's threaded ``Controller`` with ``loop=`` a loop of the implementation under
+test, in its own thread, while the client runs on another such loop.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        tls = session.ssl is not None
+        # STARTTLS or implicit TLS: the connection's transport knows its cipher.
+        tls = server.transport.get_extra_info("cipher") is not None
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content, tls))
         return "250 Message accepted for delivery"
 
@@ -173,6 +175,51 @@ def test_starttls(impl, run_on, tls) -> None:
     assert text_of(handler.messages[0][2]) == message(2).get_content()
     assert text_of(handler.messages[1][2]) == big
     assert b"Subject: message 4" in handler.messages[2][2]
+
+
+def test_smtps_and_unix_socket(impl, run_on, tls, tmp_path) -> None:
+    """Implicit TLS (``create_server(ssl=...)``, client ``use_tls``) and a Unix socket."""
+    server_ctx, client_ctx = tls
+    handler = Handler()
+    path = str(tmp_path / "smtp.sock")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def factory():
+            return aiosmtpd_smtp.SMTP(handler, hostname=SERVER_NAME)
+
+        tls_server = await loop.create_server(factory, HOST, 0, ssl=server_ctx)
+        unix_server = await loop.create_unix_server(factory, path)
+        port = tls_server.sockets[0].getsockname()[1]
+        try:
+
+            async def over_tls(n: int) -> None:
+                async with aiosmtplib.SMTP(
+                    hostname=HOST, port=port, use_tls=True, tls_context=client_ctx
+                ) as smtp:
+                    assert smtp.get_transport_info("cipher") is not None
+                    for k in range(10):
+                        await smtp.send_message(message(n * 10 + k))
+
+            async def over_unix(n: int) -> None:
+                async with aiosmtplib.SMTP(socket_path=path, start_tls=False) as smtp:
+                    for k in range(10):
+                        await smtp.send_message(message(n * 10 + k))
+
+            await asyncio.gather(
+                *(over_tls(n) for n in range(5)), *(over_unix(n) for n in range(5, 10))
+            )
+        finally:
+            await stop_server(tls_server)
+            await stop_server(unix_server)
+
+    run_on(main)
+    assert len(handler.messages) == 100
+    for _, _, content, over_tls in handler.messages:
+        n = int(content.split(b"Subject: message ", 1)[1].split(b"\r\n", 1)[0])
+        assert over_tls == (n < 50)
+        assert text_of(content) == message(n).get_content()
 
 
 def test_1000_messages(impl, run_on) -> None:
