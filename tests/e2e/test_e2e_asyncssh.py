@@ -3,7 +3,8 @@
 No real accounts: the server knows one generated ed25519 client key, and runs code of its
 own for sessions (``process_factory``), an SFTP subsystem chrooted to a temp dir, and TCP
 forwarding.  Covers exec with stdin/stdout streaming (5,000 lines upper-cased and a 1 MiB
-binary round trip, exit status, stderr), local and remote TCP port forwarding to a TCP echo
+binary round trip, stdin from an OS pipe and stdout to a socket pair through asyncssh's pipe
+transports, exit status, stderr), local and remote TCP port forwarding to a TCP echo
 server on the loop, SFTP put/get of 4 MiB checked byte for byte, and a refused client key.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import hashlib
 import os
 import random
+import socket
 
 import pytest
 
@@ -130,6 +132,11 @@ def test_exec_streams(impl, run_on, keys) -> None:
                 result = await conn.run("cat", input=data, encoding=None, check=True)
                 assert result.stdout == data
 
+                # Redirection to local pipes and sockets: asyncssh reads the stdin pipe with
+                # loop.connect_read_pipe and writes stdout with loop.connect_write_pipe.
+                data = random.Random(4).randbytes(512 * 1024)
+                assert await redirected_cat(conn, data) == data
+
                 # Exit status and stderr.
                 result = await conn.run("fail 3")
                 assert result.exit_status == 3
@@ -148,6 +155,27 @@ def test_exec_streams(impl, run_on, keys) -> None:
             await server.wait_closed()
 
     run_on(main)
+
+
+async def redirected_cat(conn, data: bytes) -> bytes:
+    """``cat`` with stdin from an OS pipe (fed by a write pipe transport of ours) and
+    stdout to a socket pair (read with a stream of ours)."""
+    loop = asyncio.get_running_loop()
+    read_fd, write_fd = os.pipe()
+    ours, theirs = socket.socketpair()
+    proc = await conn.create_process("cat", stdin=read_fd, stdout=theirs, encoding=None)
+    feed, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(write_fd, "wb", 0))
+    reader, writer = await asyncio.open_connection(sock=ours)
+    try:
+        feed.write(data)
+        feed.close()
+        got = await reader.read()
+        result = await proc.wait()
+        assert result.exit_status == 0
+        return got
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def start_echo_server() -> tuple[asyncio.Server, int]:
