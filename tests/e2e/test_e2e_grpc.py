@@ -54,6 +54,11 @@ class Service:
             raise
         return request
 
+    async def nap(self, request: bytes, context) -> bytes:
+        """Answers after ``request`` seconds."""
+        await asyncio.sleep(float(request))
+        return b"rested " + request
+
     async def split(self, request: bytes, context):
         """unary-stream: ``b"N:PAYLOAD"`` -> N messages ``i:PAYLOAD``."""
         count, payload = request.split(b":", 1)
@@ -90,6 +95,7 @@ class Service:
                 "Echo": grpc.unary_unary_rpc_method_handler(self.echo),
                 "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
                 "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
+                "Nap": grpc.unary_unary_rpc_method_handler(self.nap),
                 "Split": grpc.unary_stream_rpc_method_handler(self.split),
                 "Endless": grpc.unary_stream_rpc_method_handler(self.endless),
                 "Join": grpc.stream_unary_rpc_method_handler(self.join),
@@ -301,4 +307,47 @@ def test_several_channels_and_servers(impl, run_on) -> None:
 
     run_on(main)
     # A second loop of the same kind, right after, in the same process.
+    run_on(main)
+
+
+def test_tls_and_graceful_stop(impl, run_on) -> None:
+    """A TLS channel; ``server.stop(grace)`` lets a call in flight finish and refuses new ones."""
+    trustme = pytest.importorskip("trustme", reason=NEED.format("trustme"))
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost")
+    server_creds = grpc.ssl_server_credentials(
+        [(cert.private_key_pem.bytes(), cert.cert_chain_pems[0].bytes())]
+    )
+    channel_creds = grpc.ssl_channel_credentials(ca.cert_pem.bytes())
+
+    async def main() -> None:
+        service = Service()
+        server = grpc_aio.server()
+        server.add_generic_rpc_handlers((service.handler(),))
+        port = server.add_secure_port(f"{HOST}:0", server_creds)
+        await server.start()
+        options = (("grpc.ssl_target_name_override", "localhost"),)
+        try:
+            async with grpc_aio.secure_channel(f"{HOST}:{port}", channel_creds, options) as ch:
+                assert ch.get_state() == grpc.ChannelConnectivity.IDLE
+                await asyncio.wait_for(ch.channel_ready(), 10)
+                assert ch.get_state() == grpc.ChannelConnectivity.READY
+                echo = ch.unary_unary("/svc/Echo")
+                big = b"tls" * 100_000
+                assert await echo(big, timeout=10, compression=grpc.Compression.Gzip) == big
+
+                nap = ch.unary_unary("/svc/Nap")
+                in_flight = asyncio.ensure_future(nap(b"0.3", timeout=10))
+                await asyncio.sleep(0.1)  # the call has reached the handler
+                stopping = asyncio.ensure_future(server.stop(5))
+                await asyncio.sleep(0.05)
+                with pytest.raises(grpc_aio.AioRpcError) as info:
+                    await echo(b"too late", timeout=5)
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert await in_flight == b"rested 0.3"
+                await stopping
+                assert await server.wait_for_termination(1) is False
+        finally:
+            await server.stop(None)
+
     run_on(main)
