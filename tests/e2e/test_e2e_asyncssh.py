@@ -5,7 +5,8 @@ own for sessions (``process_factory``), an SFTP subsystem chrooted to a temp dir
 forwarding.  Covers exec with stdin/stdout streaming (5,000 lines upper-cased and a 1 MiB
 binary round trip, stdin from an OS pipe and stdout to a socket pair through asyncssh's pipe
 transports, exit status, stderr), local and remote TCP port forwarding to a TCP echo
-server on the loop, SFTP put/get of 4 MiB checked byte for byte, and a refused client key.
+server on the loop and Unix socket forwarding, SFTP put/get of 4 MiB checked byte for byte,
+a refused client key and host key, and ``connect_timeout`` against a server that never speaks.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def keys():
 
 
 class Server(asyncssh.SSHServer):
-    """Public-key logins only; forwarding allowed to 127.0.0.1 only."""
+    """Public-key logins only; TCP forwarding to and from 127.0.0.1 only, Unix sockets."""
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -46,6 +47,12 @@ class Server(asyncssh.SSHServer):
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         return listen_host == HOST
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        return True
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        return True
 
 
 async def session(process: asyncssh.SSHServerProcess) -> None:
@@ -178,21 +185,30 @@ async def redirected_cat(conn, data: bytes) -> bytes:
         await writer.wait_closed()
 
 
-async def start_echo_server() -> tuple[asyncio.Server, int]:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-        await writer.wait_closed()
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
 
+
+async def start_echo_server() -> tuple[asyncio.Server, int]:
     server = await asyncio.start_server(echo, HOST, 0)
     return server, server.sockets[0].getsockname()[1]
 
 
 async def through(port: int, data: bytes) -> bytes:
     """Send ``data`` to 127.0.0.1:``port``, half-close, and read everything back."""
-    reader, writer = await asyncio.open_connection(HOST, port)
+    return await exchange(*await asyncio.open_connection(HOST, port), data)
+
+
+async def through_unix(path: str, data: bytes) -> bytes:
+    """The same over a Unix socket."""
+    return await exchange(*await asyncio.open_unix_connection(path), data)
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes):
     try:
 
         async def send() -> None:
@@ -210,10 +226,11 @@ async def through(port: int, data: bytes) -> bytes:
         await writer.wait_closed()
 
 
-def test_port_forwarding(impl, run_on, keys) -> None:
+def test_port_forwarding(impl, run_on, keys, tmp_path) -> None:
     async def main() -> None:
         server, port = await start_server(keys)
         echo_server, echo_port = await start_echo_server()
+        unix_echo = await asyncio.start_unix_server(echo, str(tmp_path / "echo.sock"))
         try:
             async with connect(keys, port) as conn:
                 # Local forwarding: a port here, tunnelled to the echo server by the SSH server.
@@ -235,12 +252,25 @@ def test_port_forwarding(impl, run_on, keys) -> None:
                 remote.close()
                 await remote.wait_closed()
 
+                # Unix sockets: a local path forwarded to the echo server's Unix socket.
+                unix = await conn.forward_local_path(
+                    str(tmp_path / "fwd.sock"), str(tmp_path / "echo.sock")
+                )
+                datas = [random.Random(n).randbytes(30_000) for n in range(5)]
+                got = await asyncio.gather(
+                    *(through_unix(str(tmp_path / "fwd.sock"), d) for d in datas)
+                )
+                assert got == datas
+                unix.close()
+                await unix.wait_closed()
+
                 # Forwarding to a destination the server refuses.
                 with pytest.raises(asyncssh.ChannelOpenError):
                     await conn.open_connection("localhost", echo_port)
         finally:
-            echo_server.close()
-            await echo_server.wait_closed()
+            for listener in (echo_server, unix_echo):
+                listener.close()
+                await listener.wait_closed()
             server.close()
             await server.wait_closed()
 
@@ -291,7 +321,7 @@ def test_sftp(impl, run_on, keys, tmp_path) -> None:
     run_on(main)
 
 
-def test_refused_key(impl, run_on, keys) -> None:
+def test_refused_and_timeouts(impl, run_on, keys) -> None:
     async def main() -> None:
         server, port = await start_server(keys)
         try:
@@ -305,6 +335,20 @@ def test_refused_key(impl, run_on, keys) -> None:
                     known_hosts=([keys[2].convert_to_public()], [], []), agent_path=None, config=[],
                 ):  # fmt: skip
                     raise AssertionError("accepted an unknown host key")
+
+            # A TCP server that accepts and never speaks: connect_timeout ends the wait.
+            silent: list[asyncio.StreamWriter] = []
+            mute = await asyncio.start_server(lambda r, w: silent.append(w), HOST, 0)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            with pytest.raises(asyncio.TimeoutError):
+                await connect(keys, mute.sockets[0].getsockname()[1], connect_timeout=0.3)
+            assert 0.25 <= loop.time() - start < 5
+            assert len(silent) == 1
+            for writer in silent:
+                writer.close()
+            mute.close()
+            await mute.wait_closed()
         finally:
             server.close()
             await server.wait_closed()
