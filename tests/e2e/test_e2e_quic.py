@@ -6,7 +6,8 @@ byte, a 2 MiB transfer on one stream, a server that closes the connection (the c
 the error code and reason, its streams end), a handshake to a UDP socket that reads and never
 answers (``ConnectionError`` after the short idle timeout), and a transfer through a small UDP
 proxy on the loop that drops a fixed share of the datagrams both ways (loss recovery must
-still deliver every byte).
+still deliver every byte); on ::1, a server that answers with a Retry, a key update and a
+change of connection id.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ ALPN = ["ferroloop-echo"]
 def tls(tmp_path_factory):
     """(cert file, key file, CA PEM) of a throw-away CA's certificate for localhost."""
     ca = trustme.CA()
-    cert = ca.issue_cert(HOST, "localhost")
+    cert = ca.issue_cert(HOST, "::1", "localhost")
     folder = tmp_path_factory.mktemp("quic-tls")
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
@@ -226,6 +227,42 @@ def test_silent_peer_times_out(impl, run_on, tls) -> None:
             assert all(len(d) >= 1200 for d in received)
         finally:
             transport.close()
+
+    run_on(main)
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_ipv6_retry_key_update_new_cid(impl, run_on, tls) -> None:
+    """A server on ::1 that sends a Retry first; a key update and a new connection id mid-way."""
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+
+    async def main() -> None:
+        instances: list[ServerProtocol] = []
+        protocol = type("Server", (ServerProtocol,), {"instances": instances})
+        server = await serve(
+            "::1", 0, configuration=server_config(tls), create_protocol=protocol, retry=True
+        )
+        port = server._transport.get_extra_info("sockname")[1]
+        try:
+            async with connect("::1", port, configuration=client_config(tls)) as client:
+                assert await echo_stream(client, b"six" * 1000) == b"six" * 1000
+                client.request_key_update()
+                data = random.Random(3).randbytes(200_000)
+                assert await echo_stream(client, data) == data
+                client.change_connection_id()
+                assert await echo_stream(client, data[:20_000]) == data[:20_000]
+            assert len(instances) == 1
+        finally:
+            server.close()
 
     run_on(main)
 
