@@ -194,6 +194,7 @@ def test_server_closes_connection(impl, run_on, tls) -> None:
                 assert event.reason_phrase == "going away"
                 # The open stream sees its end.
                 assert await asyncio.wait_for(reader.read(), 5) == b""
+                writer.close()
             # The server forgot the connection.
             await asyncio.wait_for(conns[0].wait_closed(), 10)
         finally:
