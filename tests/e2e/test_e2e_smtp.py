@@ -4,7 +4,8 @@ The server runs on the loop under test (``loop.create_server(lambda: SMTP(handle
 side by side with the client: plain SMTP; STARTTLS (aiosmtpd wraps the live connection in
 asyncio's ``SSLProtocol`` by hand through ``transport.set_protocol``; aiosmtplib upgrades
 with ``loop.start_tls``) with ``require_starttls`` refusing mail before it, and a 2 MiB
-message; implicit TLS (``create_server(ssl=...)``) and a Unix socket; 1,000 messages sent
+message; implicit TLS (``create_server(ssl=...)``) and a Unix socket; the client's timeout
+against a mute server and the server's idle timeout; 1,000 messages sent
 concurrently over 10 connections, checked at the handler (count and content).  One more test
 runs aiosmtpd's threaded ``Controller`` with ``loop=`` a loop of the implementation under
 test, in its own thread, while the client runs on another such loop.
@@ -220,6 +221,41 @@ def test_smtps_and_unix_socket(impl, run_on, tls, tmp_path) -> None:
         n = int(content.split(b"Subject: message ", 1)[1].split(b"\r\n", 1)[0])
         assert over_tls == (n < 50)
         assert text_of(content) == message(n).get_content()
+
+
+def test_timeouts(impl, run_on) -> None:
+    """The client's timeout against a mute server; the server's idle timeout."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        silent: list[asyncio.StreamWriter] = []
+        mute = await asyncio.start_server(lambda r, w: silent.append(w), HOST, 0)
+        server, port = await start_server(Handler(), timeout=0.3)
+        try:
+            start = loop.time()
+            with pytest.raises(aiosmtplib.SMTPTimeoutError):
+                await aiosmtplib.SMTP(
+                    hostname=HOST, port=mute.sockets[0].getsockname()[1], timeout=0.3
+                ).connect()
+            assert 0.25 <= loop.time() - start < 5
+            assert len(silent) == 1
+
+            # The server drops a client that stays idle past its timeout.
+            smtp = aiosmtplib.SMTP(hostname=HOST, port=port, start_tls=False)
+            await smtp.connect()
+            assert (await smtp.noop()).code == 250
+            await asyncio.sleep(0.6)
+            with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+                await smtp.noop()
+            assert not smtp.is_connected
+        finally:
+            for writer in silent:
+                writer.close()
+            mute.close()
+            await mute.wait_closed()
+            await stop_server(server)
+
+    run_on(main)
 
 
 def test_1000_messages(impl, run_on) -> None:
