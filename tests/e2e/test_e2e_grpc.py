@@ -5,7 +5,9 @@ called through ``channel.unary_unary("/svc/Method")`` and friends.  Covers the f
 shapes (unary-unary, unary-stream, stream-unary, stream-stream), status codes from the
 handler, metadata, deadlines (``DEADLINE_EXCEEDED`` on a slow handler, which sees its own
 cancellation), a client that cancels a streaming call (the server handler observes the
-cancellation) and 1,000 concurrent unary calls -- on the loop under test.
+cancellation), 1,000 concurrent unary calls, a TLS channel with gzip, a graceful
+``stop(grace)`` with a call in flight, and plain (sync) handlers run in the server's
+``migration_thread_pool`` -- on the loop under test.
 
 grpc.aio polls gRPC core's completion queue in a thread of its own and wakes the loop through
 a Unix socket pair whose read end it registers with ``loop.add_reader`` (once per loop).  Each
@@ -16,6 +18,9 @@ grpc.aio runs on asyncio and on ferroloop in turn in one process.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
+import time
 
 import pytest
 
@@ -349,5 +354,51 @@ def test_tls_and_graceful_stop(impl, run_on) -> None:
                 assert await server.wait_for_termination(1) is False
         finally:
             await server.stop(None)
+
+    run_on(main)
+
+
+def test_sync_handlers_in_thread_pool(impl, run_on) -> None:
+    """Plain (non-async) handlers run in the server's ``migration_thread_pool``."""
+    main_thread = threading.get_ident()
+    threads: set[int] = set()
+
+    def sync_echo(request: bytes, context) -> bytes:
+        threads.add(threading.get_ident())
+        time.sleep(0.002)  # blocking, as sync handlers may be
+        return request[::-1]
+
+    def sync_split(request: bytes, context):
+        threads.add(threading.get_ident())
+        for i in range(int(request)):
+            yield b"%d" % i
+
+    async def main() -> None:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            server = grpc_aio.server(migration_thread_pool=pool)
+            handler = grpc.method_handlers_generic_handler(
+                "sync",
+                {
+                    "Echo": grpc.unary_unary_rpc_method_handler(sync_echo),
+                    "Split": grpc.unary_stream_rpc_method_handler(sync_split),
+                },
+            )
+            server.add_generic_rpc_handlers((handler,))
+            port = server.add_insecure_port(f"{HOST}:0")
+            await server.start()
+            try:
+                async with grpc_aio.insecure_channel(f"{HOST}:{port}") as channel:
+                    echo = channel.unary_unary("/sync/Echo")
+                    got = await asyncio.gather(
+                        *(echo(b"abc%d" % i, timeout=10) for i in range(200))
+                    )
+                    assert got == [(b"abc%d" % i)[::-1] for i in range(200)]
+                    split = channel.unary_stream("/sync/Split")
+                    assert [m async for m in split(b"100", timeout=10)] == [
+                        b"%d" % i for i in range(100)
+                    ]
+            finally:
+                await server.stop(None)
+        assert threads and main_thread not in threads
 
     run_on(main)
