@@ -223,8 +223,8 @@ def test_silent_peer_times_out(impl, run_on, tls) -> None:
                     raise AssertionError("connected to a socket that never answers")
             elapsed = loop.time() - start
             assert 0.4 <= elapsed < 5, elapsed
-            # The client's Initial packets arrived (and were retransmitted), padded to 1200.
-            assert len(received) >= 2
+            # The client's Initial packets arrived, padded to 1200 bytes.
+            assert len(received) >= 1
             assert all(len(d) >= 1200 for d in received)
         finally:
             transport.close()
