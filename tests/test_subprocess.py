@@ -528,3 +528,69 @@ def test_process_repr_and_pid(loop, no_fd_leak):
     pid, r1, r2 = run(loop, main())
     assert r1 == f"<Process {pid}>"
     assert r2 == f"<Process {pid}>"
+
+
+def _spawn_and_wait(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, "-c", "pass")
+        threads = __import__("threading").active_count()
+        code = await proc.wait()
+        return proc.pid, code, threads
+
+    return run(loop, main())
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "set_child_watcher"), reason="child watchers are gone (3.14)"
+)
+def test_child_watcher_set_through_the_policy_is_used(loop):
+    """A watcher the program chose (set_child_watcher) watches the loop's children."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        old = policy._watcher
+
+        pids = []
+
+        class Spy(asyncio.ThreadedChildWatcher):
+            def add_child_handler(self, pid, callback, *args):
+                pids.append(pid)
+                super().add_child_handler(pid, callback, *args)
+
+        spy = Spy()
+        asyncio.set_child_watcher(spy)
+    try:
+        pid, code, _ = _spawn_and_wait(loop)
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            policy._watcher = old
+    assert code == 0
+    assert pids == [pid]
+    _assert_reaped(pid)
+
+
+def test_child_exit_seen_without_a_thread_per_child(loop, impl):
+    """With no watcher chosen, a child is watched through a pidfd where the kernel has
+    pidfd_open (3.12+'s default; ferroloop on 3.11 too), not by a thread blocked in
+    waitpid (3.11's default on asyncio)."""
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no os.pidfd_open")
+    policy = asyncio.get_event_loop_policy()
+    old = getattr(policy, "_watcher", None)
+    if old is not None:  # an earlier test's choice: start from "none chosen"
+        policy._watcher = None
+    before = __import__("threading").active_count()
+    try:
+        pid, code, during = _spawn_and_wait(loop)
+    finally:
+        if hasattr(policy, "_watcher"):
+            created, policy._watcher = policy._watcher, old
+            if created is not None and created is not old:
+                created.close()
+    assert code == 0
+    _assert_reaped(pid)
+    if impl.name == "ferroloop" or sys.version_info >= (3, 12):
+        assert during == before

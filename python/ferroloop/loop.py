@@ -151,6 +151,8 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         # Listening Unix sockets whose path create_unix_server (3.13+,
         # cleanup_socket=True) unlinks when the server stops: socket -> st_ino.
         self._unix_server_sockets: dict = {}
+        # 3.11: pidfds of the children being watched (pidfd -> pid), closed by close().
+        self._child_pidfds: dict = {}
         self.set_debug(coroutines._is_debug_mode())
 
     # -- running and stopping -------------------------------------------------
@@ -187,6 +189,9 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         if self._ssock is not None:
             self._close_self_pipe()
         self._close_native()
+        for pidfd in self._child_pidfds:
+            os.close(pidfd)
+        self._child_pidfds.clear()
         self._pool_shutdown(False)
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -289,6 +294,80 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         self._sock_recv_wait(fut, sock, fd, n)
         return await fut
 
+    # -- subprocesses -------------------------------------------------------------
+
+    if sys.version_info < (3, 12):
+
+        async def _make_subprocess_transport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=None, **kwargs
+        ):
+            """Start a child; on 3.11 watch it with a pidfd when no child watcher was chosen.
+
+            3.11's policy would create a ``ThreadedChildWatcher`` (a thread blocked in
+            ``waitpid`` per child); 3.12 made the pidfd watcher the default where the
+            kernel has ``pidfd_open``, and so does ferroloop on 3.11. A watcher set or
+            created through the policy (``set_child_watcher``/``get_child_watcher``)
+            is used as the stdlib would.
+            """
+            policy = events.get_event_loop_policy()
+            if (
+                not _CAN_USE_PIDFD
+                or not isinstance(policy, unix_events._UnixDefaultEventLoopPolicy)
+                or policy._watcher is not None
+            ):
+                return await _Unix._make_subprocess_transport(
+                    self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs
+                )
+            waiter = self.create_future()
+            transp = unix_events._UnixSubprocessTransport(
+                self,
+                protocol,
+                args,
+                shell,
+                stdin,
+                stdout,
+                stderr,
+                bufsize,
+                waiter=waiter,
+                extra=extra,
+                **kwargs,
+            )
+            self._watch_child_pidfd(transp.get_pid(), transp)
+            try:
+                await waiter
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                transp.close()
+                await transp._wait()
+                raise
+            return transp
+
+        def _watch_child_pidfd(self, pid, transp):
+            """Learn of the child's exit through a pidfd reader (3.12's default watcher)."""
+            pidfd = os.pidfd_open(pid)
+            self._child_pidfds[pidfd] = pid
+            self._add_reader(pidfd, self._child_pidfd_ready, pidfd, pid, transp)
+
+        def _child_pidfd_ready(self, pidfd, pid, transp):
+            """The child exited: reap it and report its exit code to the transport."""
+            self._remove_reader(pidfd)
+            del self._child_pidfds[pidfd]
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                # Reaped elsewhere (a waitpid of the program's own): as asyncio.
+                returncode = 255
+                base_events.logger.warning(
+                    "child process pid %d exit status already read:  will report returncode 255",
+                    pid,
+                )
+            else:
+                returncode = os.waitstatus_to_exitcode(status)
+            finally:
+                os.close(pidfd)
+            self._child_watcher_callback(pid, returncode, transp)
+
     # -- servers ------------------------------------------------------------------
 
     def _stop_serving(self, sock) -> None:
@@ -357,6 +436,21 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
     default_exception_handler = _Base.default_exception_handler
     call_exception_handler = _Base.call_exception_handler
 
+
+def _can_use_pidfd() -> bool:
+    """Whether this kernel has ``pidfd_open`` (Linux 5.3+) and it is allowed here."""
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        fd = os.pidfd_open(os.getpid())
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+#: Whether 3.11's subprocesses are watched with pidfds (see `_make_subprocess_transport`).
+_CAN_USE_PIDFD = sys.version_info < (3, 12) and _can_use_pidfd()
 
 # Worker threads must not outlive the interpreter, nor be assumed alive after fork.
 atexit.register(_shutdown_all_pools)
