@@ -121,8 +121,8 @@ $(VENV)/.bench-stamp: $(VENV)/.stamp
 bench: build $(VENV)/.bench-stamp
 	$(VPY) benches/micro.py
 
-# Every family (micro, net, executor, tls, framework); wrk for the HTTP load when missing.
-bench-all: build $(VENV)/.bench-stamp $(VENV)/.e2e-stamp
+# Every family (micro, net, executor, tls, framework, rust_bridge); wrk for the HTTP load when missing.
+bench-all: build $(VENV)/.bench-stamp $(VENV)/.e2e-stamp $(VENV)/.bridge-stamp
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
 	$(VPY) benches/all.py
 
