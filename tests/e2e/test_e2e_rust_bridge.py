@@ -86,6 +86,35 @@ def test_coroutines_awaited_by_rust(impl, run_on) -> None:
     run_on(main)
 
 
+def test_rust_drives_the_loop(impl) -> None:
+    """A Rust program's way: ``run_until_complete`` on a loop it was given (no Runner)."""
+    loop = impl.new_event_loop()
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    seen = {}
+
+    async def callback(x: int) -> int:
+        seen["loop"] = asyncio.get_running_loop()
+        return await bridge.sleep(1, x + 1)
+
+    try:
+        assert bridge.block_on(loop, callback, 41) == 42
+        assert seen["loop"] is loop
+        # Again on the same loop, then an error from the coroutine.
+        assert bridge.block_on(loop, callback, 1) == 2
+
+        async def fails(x: int) -> None:
+            raise LookupError(x)
+
+        with pytest.raises(LookupError, match="^7$"):
+            bridge.block_on(loop, fails, 7)
+        assert not loop.is_running()
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    assert errors == []
+
+
 def test_cancel_python_awaitable_drops_rust_future(impl, run_on) -> None:
     async def main() -> None:
         tracker = bridge.Tracker()

@@ -263,6 +263,25 @@ fn abort_after(
     Ok(awaitable.unbind())
 }
 
+/// Rust drives `event_loop` itself (`pyo3_async_runtimes::tokio::run_until_complete`, as a
+/// Rust program embedding Python does): a Rust future that awaits `callback(arg)` and
+/// returns its result, with the loop's `run_until_complete` blocking until then.
+#[pyfunction]
+fn block_on(
+    event_loop: Bound<'_, PyAny>,
+    callback: Py<PyAny>,
+    arg: Py<PyAny>,
+) -> PyResult<Py<PyAny>> {
+    pyo3_async_runtimes::tokio::run_until_complete(event_loop, async move {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let fut = Python::attach(|py| {
+            let coro = callback.bind(py).call1((arg,))?;
+            pyo3_async_runtimes::tokio::into_future(coro)
+        })?;
+        fut.await
+    })
+}
+
 /// The module.
 #[pymodule]
 fn ferroloop_rust_bridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -283,5 +302,6 @@ fn ferroloop_rust_bridge(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(call_async, m)?)?;
     m.add_function(wrap_pyfunction!(tracked_sleep, m)?)?;
     m.add_function(wrap_pyfunction!(abort_after, m)?)?;
+    m.add_function(wrap_pyfunction!(block_on, m)?)?;
     Ok(())
 }
