@@ -10,7 +10,7 @@ ifdef CARGO_TARGET_DIR
 export CARGO_TARGET_DIR
 endif
 
-.PHONY: all venv build demo dist dist-tools wheel-install test test-one conformance e2e soak sanitize bench bench-all lint fmt clean
+.PHONY: all venv bridge build demo dist dist-tools wheel-install test test-one conformance e2e soak sanitize bench bench-all lint fmt clean
 
 all: build
 
@@ -34,6 +34,24 @@ $(VENV)/.e2e-stamp: $(VENV)/.stamp tests/e2e/requirements.txt
 	$(VPY) -m pip install -q -r tests/e2e/requirements.txt
 	touch $@
 
+# A test-only Rust extension on pyo3-async-runtimes (tests/rust_bridge) for the e2e suite
+# and benches/rust_bridge.py: one abi3 wheel (any Python >= 3.11), built once into a fixed
+# target folder shared by every venv of the matrix, then installed into each VENV.
+BRIDGE_DIR := $(CURDIR)/tests/rust_bridge
+BRIDGE_TARGET := $(CURDIR)/target/rust_bridge
+BRIDGE_SRC := $(BRIDGE_DIR)/Cargo.toml $(BRIDGE_DIR)/Cargo.lock $(BRIDGE_DIR)/pyproject.toml $(wildcard $(BRIDGE_DIR)/src/*.rs)
+$(BRIDGE_TARGET)/.wheel-stamp: $(BRIDGE_SRC) | $(VENV)/.stamp
+	rm -rf $(BRIDGE_TARGET)/wheels
+	CARGO_TARGET_DIR=$(BRIDGE_TARGET) $(VPY) -m maturin build --release -q \
+		-m $(BRIDGE_DIR)/Cargo.toml -i $(VPY) -o $(BRIDGE_TARGET)/wheels
+	touch $@
+
+$(VENV)/.bridge-stamp: $(BRIDGE_TARGET)/.wheel-stamp $(VENV)/.stamp
+	$(VPY) -m pip install -q --force-reinstall --no-deps $(BRIDGE_TARGET)/wheels/ferroloop_rust_bridge-*-abi3-*.whl
+	touch $@
+
+bridge: $(VENV)/.bridge-stamp
+
 # Every Python in PYTHONS, each in its own venv: conformance (CPython's test_asyncio),
 # the side-by-side suite, then the end-to-end suite (aiohttp, uvicorn, websockets,
 # asyncpg, redis, anyio, pytest-asyncio, gunicorn). A missing interpreter is reported
@@ -47,7 +65,7 @@ test:
 NO_RUST_PATH = $(shell echo "$(PATH)" | tr ':' '\n' | grep -v -e '\.cargo' -e rustup | paste -sd:)
 INSTALLED = env PATH="$(NO_RUST_PATH)" FERROLOOP_EXPECT_INSTALLED=1
 
-test-one: wheel-install $(VENV)/.e2e-stamp
+test-one: wheel-install $(VENV)/.e2e-stamp $(VENV)/.bridge-stamp
 	$(INSTALLED) $(VPY) tests/conformance/run.py --min-ratio 1.0
 	$(INSTALLED) $(VPY) -m pytest tests --ignore=tests/e2e -p no:cacheprovider --timeout=300
 	bash tests/e2e/setup_services.sh
@@ -72,7 +90,7 @@ dist-tools: $(DIST_TOOLS)/.stamp
 dist: dist-tools
 	bash tools/dist.sh $(PYTHONS)
 
-e2e: build $(VENV)/.e2e-stamp
+e2e: build $(VENV)/.e2e-stamp $(VENV)/.bridge-stamp
 	bash tests/e2e/setup_services.sh
 	FERROLOOP_E2E_STRICT=1 $(VPY) -m pytest tests/e2e -p no:cacheprovider --timeout=300
 
@@ -103,20 +121,23 @@ $(VENV)/.bench-stamp: $(VENV)/.stamp
 bench: build $(VENV)/.bench-stamp
 	$(VPY) benches/micro.py
 
-# Every family (micro, net, executor, tls, framework); wrk for the HTTP load when missing.
-bench-all: build $(VENV)/.bench-stamp $(VENV)/.e2e-stamp
+# Every family (micro, net, executor, tls, framework, rust_bridge); wrk for the HTTP load when missing.
+bench-all: build $(VENV)/.bench-stamp $(VENV)/.e2e-stamp $(VENV)/.bridge-stamp
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || true
 	$(VPY) benches/all.py
 
 lint: venv
 	cargo fmt --check
 	cargo clippy --release -- -D warnings
+	cargo fmt --check --manifest-path $(BRIDGE_DIR)/Cargo.toml
+	CARGO_TARGET_DIR=$(BRIDGE_TARGET) cargo clippy --release --manifest-path $(BRIDGE_DIR)/Cargo.toml -- -D warnings
 	$(VPY) -m pip install -q ruff
 	$(VPY) -m ruff check python tests benches tools
 	$(VPY) -m ruff format --check python tests benches tools
 
 fmt:
 	cargo fmt
+	cargo fmt --manifest-path $(BRIDGE_DIR)/Cargo.toml
 
 clean:
 	rm -rf $(VENV) target
