@@ -864,28 +864,119 @@ pub struct FutureIter {
     future: GilCell<Option<Py<Future>>>,
 }
 
+/// What one step of `await future` gives.
+enum IterStep<'py> {
+    /// The future is pending: yield it to the task.
+    Yield(Bound<'py, PyAny>),
+    /// The future is done: `StopIteration(result)` (or a bare StopIteration, for
+    /// an iterator already exhausted).
+    Return(Option<Bound<'py, PyAny>>),
+}
+
 impl FutureIter {
-    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+    fn advance<'py>(&self, py: Python<'py>) -> PyResult<IterStep<'py>> {
         let fut = match &*self.future.borrow(py) {
-            Some(f) => f.clone_ref(py),
-            None => return Err(pyo3::exceptions::PyStopIteration::new_err(())),
+            Some(f) => f.clone_ref(py).into_bound(py),
+            None => return Ok(IterStep::Return(None)),
         };
-        let fut = fut.bind(py);
-        {
+        let pending = {
             let mut c = fut.get().core.borrow_mut(py);
             if c.state == FutState::Pending {
                 if c.blocking {
                     return Err(PyRuntimeError::new_err("await wasn't used with future"));
                 }
                 c.blocking = true;
-                return Ok(Some(fut.clone().into_any().unbind()));
+                true
+            } else {
+                false
             }
+        };
+        if pending {
+            return Ok(IterStep::Yield(fut.into_any()));
         }
         let old = self.future.borrow_mut(py).take();
         drop(old);
-        let result = future_result(fut)?;
-        Err(pyo3::exceptions::PyStopIteration::new_err((result,)))
+        let result = future_result(&fut)?;
+        Ok(IterStep::Return(Some(result.into_bound(py))))
     }
+
+    fn step(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.advance(py)? {
+            IterStep::Yield(fut) => Ok(Some(fut.unbind())),
+            IterStep::Return(None) => Err(pyo3::exceptions::PyStopIteration::new_err(())),
+            IterStep::Return(Some(value)) => Err(pyo3::exceptions::PyStopIteration::new_err((
+                value.unbind(),
+            ))),
+        }
+    }
+}
+
+/// `tp_iternext` of `FutureIter` -- what `await future` calls for every step --
+/// without pyo3's lazily built exception: the result goes into `StopIteration`
+/// as `_asyncio`'s future iterator puts it there (`PyErr_SetObject`, which on 3.11
+/// does not even instantiate the exception; a tuple or an exception as the value
+/// is wrapped in an instance first, so it is not taken for the arguments).
+///
+/// # Safety
+/// Installed as `FutureIter`'s `tp_iternext` (see `install_fast_iternext`), so
+/// CPython calls it with the GIL held and a `FutureIter` as `slf`.
+unsafe extern "C" fn future_iter_next(slf: *mut pyo3::ffi::PyObject) -> *mut pyo3::ffi::PyObject {
+    use pyo3::ffi;
+    // SAFETY: CPython calls tp_iternext with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: `slf` is a live `FutureIter` (this is its type's slot).
+        let it = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<FutureIter>() };
+        it.get().advance(py)
+    }));
+    match outcome {
+        Ok(Ok(IterStep::Yield(fut))) => fut.into_ptr(),
+        Ok(Ok(IterStep::Return(None))) => {
+            // SAFETY: GIL held; PyExc_StopIteration is a static type object.
+            unsafe { ffi::PyErr_SetNone(ffi::PyExc_StopIteration) };
+            std::ptr::null_mut()
+        }
+        Ok(Ok(IterStep::Return(Some(value)))) => {
+            if value.is_instance_of::<PyTuple>()
+                || value.is_instance_of::<pyo3::exceptions::PyBaseException>()
+            {
+                match py
+                    .get_type::<pyo3::exceptions::PyStopIteration>()
+                    .call1((value,))
+                {
+                    // SAFETY: GIL held; both objects are live for the call.
+                    Ok(exc) => unsafe {
+                        ffi::PyErr_SetObject(ffi::PyExc_StopIteration, exc.as_ptr())
+                    },
+                    Err(err) => err.restore(py),
+                }
+            } else {
+                // SAFETY: GIL held; `value` is live for the call (the error state
+                // takes its own reference).
+                unsafe { ffi::PyErr_SetObject(ffi::PyExc_StopIteration, value.as_ptr()) };
+            }
+            std::ptr::null_mut()
+        }
+        Ok(Err(err)) => {
+            err.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            pyo3::panic::PanicException::new_err("panic in FutureIter.__next__").restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Put `future_iter_next` in `FutureIter`'s `tp_iternext` slot (module start-up).
+/// `FutureIter.__next__` called by name keeps pyo3's wrapper; both give the same.
+pub fn install_fast_iternext(py: Python<'_>) {
+    use pyo3::PyTypeInfo;
+    let tp = FutureIter::type_object(py);
+    // SAFETY: a heap type object owned by the module, not yet used by anyone; the
+    // slot is read by CPython at each call (no cached copy), and FutureIter has no
+    // subclasses (it is final) that would have inherited the old value.
+    unsafe { (*tp.as_type_ptr()).tp_iternext = Some(future_iter_next) };
 }
 
 #[pymethods]

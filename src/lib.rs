@@ -67,6 +67,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::EventLoop>()?;
     m.add_class::<future::Future>()?;
     m.add_class::<future::FutureIter>()?;
+    future::install_fast_iternext(py);
     m.add_class::<task::Task>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
