@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
-import json
 import signal
 import subprocess
 import sys
@@ -256,29 +255,3 @@ def test_uvloop_wins_by_default(impl, tmp_path) -> None:
     assert len(pids) == 2, (pids, output[-3000:])
     assert loops == {"uvloop.Loop"}, output[-3000:]
     assert status == 0, output[-4000:]
-
-
-def test_manager_process_loop(impl) -> None:
-    """Sanic.setup_loop() leaves the installed policy alone when USE_UVLOOP is False."""
-    code = textwrap.dedent(
-        f"""
-        import asyncio, json
-        from sanic import Sanic
-
-        if {impl.name == "ferroloop"!r}:
-            import ferroloop
-
-            ferroloop.install()
-        app = Sanic("e2e_sanic_setup_loop")
-        app.config.USE_UVLOOP = False
-        app.setup_loop()
-        loop = asyncio.new_event_loop()
-        print(json.dumps(type(loop).__module__ + "." + type(loop).__qualname__))
-        loop.close()
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=python_env(), capture_output=True, text=True,
-        timeout=60, check=True,
-    )  # fmt: skip
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == LOOP_CLASSES[impl.name]
