@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the servers the end-to-end suite starts: PostgreSQL and Redis (Debian packages).
+# Install the servers the end-to-end suite starts: PostgreSQL, Redis, dnsmasq and Mosquitto
+# (Debian packages).
 #
-# Idempotent: does nothing when both are installed.  Needs root (CI runs as root) or
+# Idempotent: does nothing when all are installed.  Needs root (CI runs as root) or
 # password-less sudo to install.  The suite itself starts throw-away servers on 127.0.0.1
 # on free ports (see tests/e2e/conftest.py); the packages' own services are not started.
 set -euo pipefail
@@ -13,12 +14,20 @@ have_postgres() {
 have_redis() {
     command -v redis-server >/dev/null 2>&1
 }
+have_dnsmasq() {  # the binary only (dnsmasq-base): no system service is installed
+    command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ]
+}
+have_mosquitto() {
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]
+}
 
 missing=()
 have_postgres || missing+=(postgresql)
 have_redis || missing+=(redis-server)
+have_dnsmasq || missing+=(dnsmasq-base)
+have_mosquitto || missing+=(mosquitto)
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "setup_services: postgresql and redis-server are installed"
+    echo "setup_services: postgresql, redis-server, dnsmasq and mosquitto are installed"
     exit 0
 fi
 
@@ -38,4 +47,6 @@ export DEBIAN_FRONTEND=noninteractive
 
 have_postgres || { echo "setup_services: postgresql is still missing" >&2; exit 1; }
 have_redis || { echo "setup_services: redis-server is still missing" >&2; exit 1; }
+have_dnsmasq || { echo "setup_services: dnsmasq is still missing" >&2; exit 1; }
+have_mosquitto || { echo "setup_services: mosquitto is still missing" >&2; exit 1; }
 echo "setup_services: done"
