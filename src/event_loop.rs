@@ -835,9 +835,11 @@ impl EventLoop {
 
     fn run_item(slf: &Bound<'_, Self>, item: Ready) -> PyResult<()> {
         let py = slf.py();
+        // Each item's references become `Bound` ones first: dropping a `Bound` is a
+        // plain decref, dropping a `Py` first reads pyo3's thread-local GIL count.
         match item {
             Ready::Handle(h) => {
-                let h = h.bind(py);
+                let h = &h.into_bound(py);
                 let result = run_handle(py, h);
                 // asyncio keeps a run handle's callback in debug mode (reprs). A
                 // handle nobody else holds is freed right away: nothing to release.
@@ -847,7 +849,7 @@ impl EventLoop {
                 result
             }
             Ready::Resolve(fut, outcome) => {
-                let fut = fut.bind(py);
+                let fut = &fut.into_bound(py);
                 if fut.get().state(py) != crate::future::FutState::Pending {
                     return Ok(());
                 }
@@ -865,7 +867,7 @@ impl EventLoop {
                 }
             }
             Ready::Transport(t, readable, writable, hup) => {
-                let t = t.bind(py);
+                let t = &t.into_bound(py);
                 match StreamTransport::ready(t, readable, writable, hup) {
                     Ok(()) => Ok(()),
                     Err(err) => {
@@ -881,7 +883,7 @@ impl EventLoop {
                 }
             }
             Ready::PyHandle(h) => {
-                let h = h.bind(py);
+                let h = &h.into_bound(py);
                 if h.getattr(intern!(py, "_cancelled"))?.is_truthy()? {
                     return Ok(());
                 }
@@ -889,23 +891,24 @@ impl EventLoop {
                 Ok(())
             }
             Ready::Step(task, exc) => {
-                let task = task.bind(py);
+                let task = &task.into_bound(py);
+                let exc = exc.map(|e| e.into_bound(py));
                 Self::run_task_callback(
                     slf,
                     task,
-                    || task_step(task, exc.as_ref().map(|e| e.bind(py).clone())),
+                    || task_step(task, exc.clone()),
                     || {
                         let step = crate::callbacks::TaskStep {
                             task: task.clone().unbind(),
-                            exc: exc.as_ref().map(|e| e.clone_ref(py)),
+                            exc: exc.as_ref().map(|e| e.clone().unbind()),
                         };
                         Ok((Bound::new(py, step)?.into_any(), None))
                     },
                 )
             }
             Ready::Wakeup(task, fut) => {
-                let task = task.bind(py);
-                let fut = fut.bind(py);
+                let task = &task.into_bound(py);
+                let fut = &fut.into_bound(py);
                 Self::run_task_callback(
                     slf,
                     task,
@@ -922,11 +925,12 @@ impl EventLoop {
                 )
             }
             Ready::Callback { cb, arg, ctx } => {
-                let cb = cb.bind(py);
-                let args = PyTuple::new(py, [arg])?;
-                match call_in_context(py, cb, Some(&args), ctx.bind(py)) {
+                let cb = &cb.into_bound(py);
+                let ctx = &ctx.into_bound(py);
+                let args = PyTuple::new(py, [arg.into_bound(py)])?;
+                match call_in_context(py, cb, Some(&args), ctx) {
                     Ok(()) => Ok(()),
-                    Err(err) => Self::report_native_error(slf, err, cb, Some(&args), ctx.bind(py)),
+                    Err(err) => Self::report_native_error(slf, err, cb, Some(&args), ctx),
                 }
             }
         }

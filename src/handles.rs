@@ -115,23 +115,19 @@ pub fn run_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
     if h.is_cancelled() {
         return Ok(());
     }
+    // Bound (not Py) clones: their drops are plain decrefs.
     let (cb, args, ctx) = {
         let p = h.parts.borrow(py);
         match (&p.callback, &p.context) {
             (Some(cb), Some(ctx)) => (
-                cb.clone_ref(py),
-                p.args.as_ref().map(|a| a.clone_ref(py)),
-                ctx.clone_ref(py),
+                cb.bind(py).clone(),
+                p.args.as_ref().map(|a| a.bind(py).clone()),
+                ctx.bind(py).clone(),
             ),
             _ => return Ok(()),
         }
     };
-    let result = call_in_context(
-        py,
-        cb.bind(py),
-        args.as_ref().map(|a| a.bind(py)),
-        ctx.bind(py),
-    );
+    let result = call_in_context(py, &cb, args.as_ref(), &ctx);
     if let Err(err) = result {
         // asyncio formats the callback as it is now: a handle that cancelled
         // itself while running reports `None()`.
