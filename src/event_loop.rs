@@ -380,7 +380,9 @@ impl EventLoop {
             }
             (timeout, !st.io.entries.is_empty(), poll_now)
         };
-        drop(garbage);
+        if !garbage.is_empty() {
+            drop(garbage);
+        }
 
         if poll_now {
             this.sleeping.store(true, Ordering::Release);
@@ -411,18 +413,18 @@ impl EventLoop {
 
         // Move due timers to the ready queue, in deadline order.
         {
-            let mut cancelled = Vec::new();
             let mut st = this.state.borrow_mut(py);
             if st.timers.len() > 0 {
+                let mut cancelled = Vec::new();
                 let now = ffi::monotonic();
                 while let Some(timer) = st.timers.pop_due(py, now, &mut cancelled) {
                     let handle: Py<Handle> = timer.bind(py).as_super().clone().unbind();
                     drop(timer);
                     st.ready.push_back(Ready::Handle(handle));
                 }
+                drop(st);
+                drop(cancelled);
             }
-            drop(st);
-            drop(cancelled);
         }
 
         let (ntodo, debug) = {
