@@ -71,6 +71,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<task::Task>()?;
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    handles::install_fast_traverse(py);
     m.add_class::<callbacks::TaskStep>()?;
     m.add_class::<callbacks::TaskWakeup>()?;
     m.add_class::<transport::StreamTransport>()?;
