@@ -329,3 +329,29 @@ def test_handles_pass_asyncio_isinstance_checks(loop):
     finally:
         for x in (h, t, a, ts):
             x.cancel()
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_soon_threadsafe", "call_later", "call_at"])
+@pytest.mark.parametrize("callback", ["builtin", "python"])
+@pytest.mark.parametrize("where", ["before_run", "from_a_callback"])
+def test_cancel_works_on_every_handle(loop, method, callback, where):
+    """A cancelled handle never runs: every scheduling method, a builtin or a Python
+    callback with arguments, cancelled before the loop runs or from a callback that runs
+    first. (rloop 0.5 runs a cancelled handle whose callback is a builtin.)"""
+    out = []
+    cb = out.append if callback == "builtin" else (lambda value: out.append(value))
+
+    def schedule():
+        if method == "call_later":
+            return loop.call_later(0, cb, "cancelled")
+        if method == "call_at":
+            return loop.call_at(loop.time(), cb, "cancelled")
+        return getattr(loop, method)(cb, "cancelled")
+
+    if where == "before_run":
+        schedule().cancel()
+    else:
+        loop.call_soon(lambda: schedule().cancel())
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert out == []
