@@ -38,11 +38,6 @@ const READY_SHRINK_CAPACITY: usize = 64 * 1024;
 /// How many ready callbacks run between two checks for pending signals.
 const SIGNAL_CHECK_EVERY: usize = 64;
 
-/// A busy loop (ready work and no fds) skips the poll, which would only give the GIL
-/// away; it still polls, GIL released, once in this many iterations so that other
-/// Python threads waiting for the GIL get it as often as asyncio's select() gives it.
-const POLL_AT_LEAST_EVERY: u32 = 16;
-
 /// The longest single poll; deadlines further away are reached in several polls.
 const MAX_POLL_SECS: f64 = 24.0 * 3600.0;
 
@@ -98,8 +93,6 @@ pub struct LoopState {
     pub slow_callback_duration: f64,
     /// Readers and writers by fd.
     pub io: IoMap,
-    /// Iterations in a row that skipped the poll (see `POLL_AT_LEAST_EVERY`).
-    pub polls_skipped: u32,
 }
 
 /// Which API created a handle (decides the debug checks and whether it runs once).
@@ -336,7 +329,7 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         let mut garbage: Vec<Py<TimerHandle>> = Vec::new();
-        let (timeout, has_io, poll_now) = {
+        let (timeout, has_io, poll_now, forced) = {
             let mut st = this.state.borrow_mut(py);
             let st = &mut *st;
             for fd in st.io.rearm.drain(..) {
@@ -369,16 +362,13 @@ impl EventLoop {
                 None
             };
             let mut poll_now = timeout != Some(Duration::ZERO) || !st.io.entries.is_empty();
-            if poll_now {
-                st.polls_skipped = 0;
-            } else {
-                st.polls_skipped += 1;
-                if st.polls_skipped >= POLL_AT_LEAST_EVERY {
-                    st.polls_skipped = 0;
-                    poll_now = true;
-                }
-            }
-            (timeout, !st.io.entries.is_empty(), poll_now)
+            // A busy loop (ready work, no fds) skips the poll, which would only give
+            // the GIL away -- unless another thread could be waiting for it: asyncio
+            // gives the GIL away at every iteration (its select()), so then the poll
+            // runs at every iteration here too.
+            let forced = !poll_now && ffi::other_threads_exist(py);
+            poll_now |= forced;
+            (timeout, !st.io.entries.is_empty(), poll_now, forced)
         };
         if !garbage.is_empty() {
             drop(garbage);
@@ -393,6 +383,11 @@ impl EventLoop {
                     Some(p) => p.poll(&mut events, timeout),
                     None => Ok(()),
                 };
+                if forced {
+                    // Polled only to give the GIL away: a thread that its release
+                    // woke may be queued on this CPU, so let it run now.
+                    std::thread::yield_now();
+                }
                 gil_handoff::wait_for_waiters();
                 res
             });
@@ -1017,7 +1012,6 @@ impl EventLoop {
                 task_factory: None,
                 slow_callback_duration: 0.1,
                 io: IoMap::default(),
-                polls_skipped: 0,
             }),
             poll: Mutex::new(Some(poll)),
             events: Mutex::new(Events::with_capacity(1024)),

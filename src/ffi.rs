@@ -434,3 +434,17 @@ pub fn ip_text(storage: &libc::sockaddr_storage) -> Option<String> {
     let text = unsafe { std::ffi::CStr::from_ptr(text.as_ptr()) };
     Some(text.to_string_lossy().into_owned())
 }
+
+/// Whether the interpreter has a thread state other than the caller's: only then can
+/// another thread be waiting for the GIL (a thread creates its thread state before it
+/// asks for the GIL, and an idle native pool worker has none).
+pub fn other_threads_exist(_py: Python<'_>) -> bool {
+    // SAFETY: the GIL is held (the token). Thread states are unlinked only by a thread
+    // holding the GIL, so none of the list's nodes can be freed while we read it; a
+    // new one is only ever prepended, fully initialised, under the runtime's lock.
+    unsafe {
+        let interp = ffi::PyInterpreterState_Get();
+        let head = ffi::PyInterpreterState_ThreadHead(interp);
+        !head.is_null() && !ffi::PyThreadState_Next(head).is_null()
+    }
+}
