@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 
 import pytest
 from ferro_testutil import run_briefly
@@ -250,3 +251,28 @@ def test_same_context_reused_by_callback_scheduled_inside_it(loop, loop_errors):
     run_briefly(loop)
     assert seen == ["outer-ran", "inner-ran"]
     assert loop_errors == []
+
+
+def test_call_soon_threadsafe_from_another_thread_copies_that_threads_context(loop):
+    """The callback runs in a copy of the calling thread's context as it was at the call
+    (asyncio's contract; rloop 0.5 runs it in whatever context is current later)."""
+    seen = []
+    sent = threading.Event()
+
+    def producer():
+        VAR.set("at-call")
+        loop.call_soon_threadsafe(lambda: seen.append(VAR.get()))
+        VAR.set("changed-after-the-call")
+        sent.set()
+
+    async def main():
+        thread = threading.Thread(target=producer)
+        thread.start()
+        await loop.run_in_executor(None, sent.wait, 10)
+        thread.join()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    VAR.set("loop-thread")
+    loop.run_until_complete(main())
+    assert seen == ["at-call"]
