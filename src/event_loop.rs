@@ -370,9 +370,7 @@ impl EventLoop {
             poll_now |= forced;
             (timeout, !st.io.entries.is_empty(), poll_now, forced)
         };
-        if !garbage.is_empty() {
-            drop(garbage);
-        }
+        drop(garbage);
 
         if poll_now {
             this.sleeping.store(true, Ordering::Release);
@@ -583,44 +581,9 @@ impl EventLoop {
         args: &Bound<'_, PyTuple>,
         dir: Direction,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed(py)?;
+        slf.get().check_closed(slf.py())?;
         let fd = io::fileobj_to_fd(fd)?;
-        let handle = Py::new(
-            py,
-            Self::make_handle(slf, callback, args, None, Origin::Io)?,
-        )?;
-        let old = {
-            let mut st = this.state.borrow_mut(py);
-            let entry = st.io.entries.entry(fd).or_default();
-            entry.sticky_owner = None;
-            if dir == Direction::Read {
-                entry.edge_reader = false;
-            }
-            let old = match dir {
-                Direction::Read => entry.reader.replace(handle.clone_ref(py)),
-                Direction::Write => entry.writer.replace(handle.clone_ref(py)),
-            };
-            if let Err(e) = io::sync_registration(&this.registry, fd, entry) {
-                // Leave things as they were: the fd cannot be watched.
-                let failed = match dir {
-                    Direction::Read => std::mem::replace(&mut entry.reader, old),
-                    Direction::Write => std::mem::replace(&mut entry.writer, old),
-                };
-                if entry.is_unused() {
-                    st.io.entries.remove(&fd);
-                }
-                drop(st);
-                drop(failed);
-                return Err(os_error(e));
-            }
-            old
-        };
-        if let Some(old) = old {
-            old.bind(py).get().cancel_parts(py, old.bind(py).as_any());
-        }
-        Ok(handle)
+        Self::install_io(slf, fd, callback, args, dir, None)
     }
 
     /// A native `sock_recv` wait's reader for `sock` (whose fd is `fd`). When the
@@ -634,34 +597,66 @@ impl EventLoop {
         sock: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
     ) -> PyResult<Py<Handle>> {
+        slf.get().check_closed(slf.py())?;
+        let empty = PyTuple::empty(slf.py());
+        Self::install_io(slf, fd, callback, &empty, Direction::Read, Some(sock))
+    }
+
+    /// Make `callback(*args)` the reader or writer of `fd` and bring its registration
+    /// in line; `sock` marks a native `sock_recv` wait's reader (edge-triggered, and
+    /// reusing the registration its socket left, see `add_sock_reader`). If the fd
+    /// cannot be watched, everything is left as it was.
+    fn install_io(
+        slf: &Bound<'_, Self>,
+        fd: i32,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        dir: Direction,
+        sock: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
-        this.check_closed(py)?;
         let handle = Py::new(
             py,
-            Self::make_handle(slf, callback, &PyTuple::empty(py), None, Origin::Io)?,
+            Self::make_handle(slf, callback, args, None, Origin::Io)?,
         )?;
-        let old = {
+        let (old, stale_owner) = {
             let mut st = this.state.borrow_mut(py);
             let entry = st.io.entries.entry(fd).or_default();
-            let sticky = entry.is_sticky_for(sock);
-            let old = entry.reader.replace(handle.clone_ref(py));
-            let old_edge = std::mem::replace(&mut entry.edge_reader, true);
-            if !sticky {
-                entry.sticky_owner = None;
+            let reuse = sock.is_some_and(|s| entry.is_sticky_for(s));
+            let stale_owner = if reuse {
+                None
+            } else {
+                entry.sticky_owner.take()
+            };
+            let old = match dir {
+                Direction::Read => entry.reader.replace(handle.clone_ref(py)),
+                Direction::Write => entry.writer.replace(handle.clone_ref(py)),
+            };
+            let old_edge = entry.edge_reader;
+            if dir == Direction::Read {
+                entry.edge_reader = sock.is_some();
+            }
+            if !reuse {
                 if let Err(e) = io::sync_registration(&this.registry, fd, entry) {
-                    let failed = std::mem::replace(&mut entry.reader, old);
+                    // Leave things as they were: the fd cannot be watched.
+                    let failed = match dir {
+                        Direction::Read => std::mem::replace(&mut entry.reader, old),
+                        Direction::Write => std::mem::replace(&mut entry.writer, old),
+                    };
                     entry.edge_reader = old_edge;
                     if entry.is_unused() {
                         st.io.entries.remove(&fd);
                     }
                     drop(st);
                     drop(failed);
+                    drop(stale_owner);
                     return Err(os_error(e));
                 }
             }
-            old
+            (old, stale_owner)
         };
+        drop(stale_owner);
         if let Some(old) = old {
             old.bind(py).get().cancel_parts(py, old.bind(py).as_any());
         }
@@ -680,11 +675,24 @@ impl EventLoop {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let removed = {
-            let mut st = this.state.borrow_mut(py);
+        // The weak reference is made (a Python allocation) before the state is
+        // borrowed, and only when the fd does not already remember this socket.
+        let owned = {
+            let st = this.state.borrow(py);
             if st.closed {
                 return Ok(());
             }
+            st.io.entries.get(&fd).is_some_and(|e| e.is_owned_by(sock))
+        };
+        let new_owner = if owned {
+            None
+        } else {
+            pyo3::types::PyWeakrefReference::new(sock)
+                .ok()
+                .map(Bound::unbind)
+        };
+        let (removed, stale_owner) = {
+            let mut st = this.state.borrow_mut(py);
             let Some(entry) = st.io.entries.get_mut(&fd) else {
                 return Ok(());
             };
@@ -694,33 +702,26 @@ impl EventLoop {
                 && entry.transport.is_none()
                 && entry.registered == Some(mio::Interest::READABLE)
                 && entry.registered_edge;
-            let res = if keep {
-                let same = entry
-                    .sticky_owner
-                    .as_ref()
-                    .and_then(|w| w.bind(py).upgrade())
-                    .is_some_and(|owner| owner.is(sock));
-                if !same {
-                    entry.sticky_owner = pyo3::types::PyWeakrefReference::new(sock)
-                        .ok()
-                        .map(Bound::unbind);
-                }
-                Ok(())
+            let (res, stale_owner) = if keep {
+                let stale = new_owner.and_then(|w| entry.sticky_owner.replace(w));
+                (Ok(()), stale)
             } else {
-                entry.sticky_owner = None;
+                let stale = entry.sticky_owner.take();
                 let res = io::sync_registration(&this.registry, fd, entry);
                 if entry.is_unused() {
                     st.io.entries.remove(&fd);
                 }
-                res
+                (res, stale)
             };
             drop(st);
             if let Err(e) = res {
                 drop(removed);
+                drop(stale_owner);
                 return Err(os_error(e));
             }
-            removed
+            (removed, stale_owner)
         };
+        drop(stale_owner);
         if let Some(h) = removed {
             h.bind(py).get().cancel_parts(py, h.bind(py).as_any());
         }

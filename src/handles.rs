@@ -29,6 +29,19 @@ pub struct HandleParts {
     pub source_traceback: Option<Py<PyAny>>,
 }
 
+impl HandleParts {
+    /// Every object the parts hold a reference to (what the collector visits).
+    fn objects(&self) -> [Option<&Py<PyAny>>; 5] {
+        [
+            self.callback.as_ref(),
+            self.args.as_ref().map(|a| a.as_any()),
+            self.context.as_ref(),
+            self.loop_.as_ref(),
+            self.source_traceback.as_ref(),
+        ]
+    }
+}
+
 /// A callback scheduled on the loop (`asyncio.Handle`).
 ///
 /// A handle drops its callback and arguments as soon as it can no longer run
@@ -369,13 +382,13 @@ impl Handle {
         Ok(format!("<{}>", parts.join(" ")))
     }
 
+    /// Declares the class gc-tracked to pyo3; the collector itself calls
+    /// `handle_traverse`, which `install_fast_traverse` puts in the type's slot.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Some(p) = self.parts.try_borrow_for_gc() {
-            visit.call(&p.callback)?;
-            visit.call(&p.args)?;
-            visit.call(&p.context)?;
-            visit.call(&p.loop_)?;
-            visit.call(&p.source_traceback)?;
+            for obj in p.objects().into_iter().flatten() {
+                visit.call(obj)?;
+            }
         }
         Ok(())
     }
@@ -568,16 +581,9 @@ unsafe extern "C" fn handle_traverse(
     let Some(p) = handle.get().parts.try_borrow_for_gc() else {
         return 0;
     };
-    let fields: [Option<*mut ffi::PyObject>; 5] = [
-        p.callback.as_ref().map(|o| o.as_ptr()),
-        p.args.as_ref().map(|o| o.as_ptr()),
-        p.context.as_ref().map(|o| o.as_ptr()),
-        p.loop_.as_ref().map(|o| o.as_ptr()),
-        p.source_traceback.as_ref().map(|o| o.as_ptr()),
-    ];
-    for obj in fields.into_iter().flatten() {
+    for obj in p.objects().into_iter().flatten() {
         // SAFETY: each pointer is a live object the handle holds a reference to.
-        let rc = unsafe { visit(obj, arg) };
+        let rc = unsafe { visit(obj.as_ptr(), arg) };
         if rc != 0 {
             return rc;
         }

@@ -60,19 +60,24 @@ impl FdEntry {
         }
     }
 
-    /// Whether the fd is registered for reading only, with no callbacks, for the
-    /// socket `sock` (which, being alive, still owns the fd and its registration).
+    /// Whether the fd remembers `sock` (alive, so still owning the fd) as the socket
+    /// whose finished `sock_recv` wait left it registered.
+    pub fn is_owned_by(&self, sock: &Bound<'_, PyAny>) -> bool {
+        self.sticky_owner
+            .as_ref()
+            .and_then(|w| w.bind(sock.py()).upgrade())
+            .is_some_and(|owner| owner.is(sock))
+    }
+
+    /// Whether the fd is registered (edge-triggered) for reading only, with no
+    /// callbacks, for the socket `sock`: its next `sock_recv` wait can reuse that.
     pub fn is_sticky_for(&self, sock: &Bound<'_, PyAny>) -> bool {
         self.reader.is_none()
             && self.writer.is_none()
             && self.transport.is_none()
             && self.registered == Some(Interest::READABLE)
             && self.registered_edge
-            && self
-                .sticky_owner
-                .as_ref()
-                .and_then(|w| w.bind(sock.py()).upgrade())
-                .is_some_and(|owner| owner.is(sock))
+            && self.is_owned_by(sock)
     }
 
     /// Whether nothing at all is registered for the fd any more.
