@@ -35,7 +35,11 @@ def call_soon_chain(loop: asyncio.AbstractEventLoop, n: int) -> int:
 
 
 def call_later_cancel(loop: asyncio.AbstractEventLoop, n: int) -> int:
-    """Schedule ``n`` timers (1-1000 us, shuffled), cancel every other one, run the rest."""
+    """Schedule ``n`` timers (1-1000 us, shuffled), cancel every other one, run the rest.
+
+    The timers are scheduled and cancelled by a coroutine on the running loop, as
+    programs do (``wait_for``, ``sleep``, timeouts in protocols).
+    """
     done = loop.create_future()
     expected = n // 2  # the odd-indexed timers survive
     fired = 0
@@ -48,11 +52,16 @@ def call_later_cancel(loop: asyncio.AbstractEventLoop, n: int) -> int:
         if fired == expected:
             done.set_result(fired)
 
-    handles = [loop.call_later((1 + i * 7919 % 1000) * 1e-6, on_timer, i) for i in range(n)]
-    for handle in handles[::2]:
-        handle.cancel()
-    if expected:
-        loop.run_until_complete(done)
+    async def main_coro() -> None:
+        call_later = loop.call_later
+        handles = [call_later((1 + i * 7919 % 1000) * 1e-6, on_timer, i) for i in range(n)]
+        for handle in handles[::2]:
+            handle.cancel()
+        del handles
+        if expected:
+            await done
+
+    loop.run_until_complete(main_coro())
     return n
 
 

@@ -17,6 +17,7 @@ use crate::ffi;
 use crate::future::Future;
 use crate::gil_cell::GilCell;
 use crate::gil_handoff;
+use crate::handle_gc;
 use crate::handles::{call_in_context, report_callback_error, run_handle, Handle, TimerHandle};
 use crate::io::{self, Direction, IoMap};
 use crate::pyrefs::{capture_source_traceback, refs};
@@ -27,6 +28,10 @@ use crate::transport::StreamTransport;
 
 /// The token of the loop's waker in the poll registry.
 const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Ready-queue length from which a handle queued on the running loop is kept out of
+/// the cyclic collector's view (`handle_gc`).
+const GC_DETACH_BACKLOG: usize = 64;
+
 /// Ready-queue length past which `call_soon_threadsafe` from another thread yields
 /// the GIL (see `EventLoop::throttle_producer`).
 const THREADSAFE_BACKLOG_LIMIT: usize = 16 * 1024;
@@ -180,6 +185,26 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Queue a handle from `call_soon`/`call_soon_threadsafe`; a running loop
+    /// owns it outside the garbage collector's view (`handle_gc`).
+    fn push_handle(&self, py: Python<'_>, handle: &Py<Handle>) -> PyResult<()> {
+        {
+            let mut st = self.state.borrow_mut(py);
+            if st.closed {
+                return Err(PyRuntimeError::new_err("Event loop is closed"));
+            }
+            // A handle queued behind a short queue runs before the collector would
+            // look at it twice; one behind a backlog (a thread flooding the loop)
+            // is worth keeping out of its view.
+            if st.running && st.ready.len() >= GC_DETACH_BACKLOG {
+                handle_gc::detach(handle.bind(py));
+            }
+            st.ready.push_back(Ready::Handle(handle.clone_ref(py)));
+        }
+        self.wake_if_sleeping();
+        Ok(())
+    }
+
     /// Queue several items in order.
     pub fn push_ready_many(&self, py: Python<'_>, items: Vec<Ready>) -> PyResult<()> {
         {
@@ -316,11 +341,11 @@ impl EventLoop {
         let py = slf.py();
         let handle = Self::make_handle(slf, callback, args, context, Origin::CallAt)?;
         let timer = TimerHandle::create(py, when, handle)?;
-        slf.get()
-            .state
-            .borrow_mut(py)
-            .timers
-            .push(when, timer.clone_ref(py));
+        let mut st = slf.get().state.borrow_mut(py);
+        if st.running {
+            handle_gc::detach(timer.bind(py).as_super());
+        }
+        st.timers.push(when, timer.clone_ref(py));
         Ok(timer)
     }
 
@@ -370,7 +395,7 @@ impl EventLoop {
             poll_now |= forced;
             (timeout, !st.io.entries.is_empty(), poll_now, forced)
         };
-        drop(garbage);
+        drop_timers(py, garbage);
 
         if poll_now {
             this.sleeping.store(true, Ordering::Release);
@@ -416,7 +441,7 @@ impl EventLoop {
                     st.ready.push_back(Ready::Handle(handle));
                 }
                 drop(st);
-                drop(cancelled);
+                drop_timers(py, cancelled);
             }
         }
 
@@ -840,9 +865,13 @@ impl EventLoop {
                 let h = &h.into_bound(py);
                 let result = run_handle(py, h);
                 // asyncio keeps a run handle's callback in debug mode (reprs). A
-                // handle nobody else holds is freed right away: nothing to release.
-                if h.get().oneshot && !h.get().keep_repr && ffi::refcount(h.as_any()) > 1 {
-                    h.get().release_callback(py, h.as_any());
+                // handle nobody else holds is freed right away: nothing to release,
+                // nothing to track again.
+                if ffi::refcount(h.as_any()) > 1 {
+                    if h.get().oneshot && !h.get().keep_repr {
+                        h.get().release_callback(py, h.as_any());
+                    }
+                    handle_gc::rejoin(h);
                 }
                 result
             }
@@ -1037,12 +1066,9 @@ impl EventLoop {
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(
-            py,
-            Self::make_handle(slf, callback, args, context, Origin::CallSoon)?,
-        )?;
-        slf.get()
-            .push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        let handle = Self::make_handle(slf, callback, args, context, Origin::CallSoon)?;
+        let handle = Py::new(py, handle)?;
+        slf.get().push_handle(py, &handle)?;
         Ok(handle)
     }
 
@@ -1055,12 +1081,10 @@ impl EventLoop {
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let handle = Py::new(
-            py,
-            Self::make_handle(slf, callback, args, context, Origin::CallSoonThreadsafe)?,
-        )?;
+        let handle = Self::make_handle(slf, callback, args, context, Origin::CallSoonThreadsafe)?;
+        let handle = Py::new(py, handle)?;
         let this = slf.get();
-        this.push_ready(py, Ready::Handle(handle.clone_ref(py)))?;
+        this.push_handle(py, &handle)?;
         this.throttle_producer(py);
         Ok(handle)
     }
@@ -1455,6 +1479,16 @@ impl EventLoop {
                 ));
             }
             st.running = true;
+            // What the loop owns while it runs is out of the collector's view
+            // (`handle_gc`); the same walk on the way out brings it back.
+            for item in &st.ready {
+                if let Ready::Handle(h) = item {
+                    handle_gc::detach(h.bind(py));
+                }
+            }
+            for t in st.timers.handles() {
+                handle_gc::detach(t.bind(py).as_super());
+            }
         }
         let result = loop {
             if let Err(e) = Self::run_once(slf) {
@@ -1467,6 +1501,16 @@ impl EventLoop {
         let mut st = slf.get().state.borrow_mut(py);
         st.stopping = false;
         st.running = false;
+        // A loop that is not running may become garbage: what it still owns is
+        // the collector's to see again.
+        for item in &st.ready {
+            if let Ready::Handle(h) = item {
+                handle_gc::rejoin(h.bind(py));
+            }
+        }
+        for t in st.timers.handles() {
+            handle_gc::rejoin(t.bind(py).as_super());
+        }
         result
     }
 
@@ -1564,6 +1608,15 @@ impl EventLoop {
             };
             drop(taken);
         });
+    }
+}
+
+/// Drop timers the loop let go of (cancelled, or met cancelled in the heap); one
+/// somebody else still holds is tracked by the collector again (`handle_gc`).
+fn drop_timers(py: Python<'_>, timers: Vec<Py<TimerHandle>>) {
+    for t in timers {
+        let t = t.into_bound(py);
+        handle_gc::rejoin_if_shared(t.as_super());
     }
 }
 

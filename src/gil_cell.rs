@@ -42,6 +42,12 @@ impl<T> GilCell<T> {
         self.0.borrow()
     }
 
+    /// The value, through exclusive access (no other borrow can exist; `Drop`).
+    #[inline]
+    pub fn get_mut(&mut self) -> &mut T {
+        self.0.get_mut()
+    }
+
     /// Borrow for the garbage collector's `__traverse__` (the GIL is held by the
     /// collector); `None` if the state is being mutated right now.
     #[inline]

@@ -1,7 +1,7 @@
 //! `Handle` and `TimerHandle`: what `call_soon`/`call_later` return, with
 //! asyncio's API (`cancel`, `cancelled`, `when`, `get_context`, `_run`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use pyo3::basic::CompareOp;
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -59,6 +59,20 @@ pub struct Handle {
     pub(crate) oneshot: bool,
     /// The repr saved before the callback was dropped (debug mode).
     pub(crate) repr: GilCell<Option<String>>,
+    /// What `handle_gc` untracked while the running loop owns the handle.
+    pub(crate) gc_detached: AtomicU8,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // A context `handle_gc` untracked must be tracked again before its last
+        // reference goes: some CPython versions' context dealloc untracks it
+        // without checking.
+        let detached = *self.gc_detached.get_mut();
+        if let Some(ctx) = &self.parts.get_mut().context {
+            crate::handle_gc::before_context_drop(detached, ctx);
+        }
+    }
 }
 
 impl Handle {
@@ -84,6 +98,7 @@ impl Handle {
             keep_repr: debug,
             oneshot,
             repr: GilCell::new(None),
+            gc_detached: AtomicU8::new(0),
         }
     }
 
@@ -300,12 +315,14 @@ impl Handle {
     }
 
     /// The `contextvars.Context` the callback runs in.
-    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.parts
-            .borrow(py)
+    fn get_context(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        crate::handle_gc::rejoin_context(slf);
+        slf.get()
+            .parts
+            .borrow(slf.py())
             .context
             .as_ref()
-            .map(|c| c.clone_ref(py))
+            .map(|c| c.clone_ref(slf.py()))
     }
 
     /// Run the callback now (asyncio's `Handle._run`).
@@ -328,8 +345,8 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.get_context(py)
+    fn _context(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+        Self::get_context(slf)
     }
 
     #[getter]
@@ -397,6 +414,10 @@ impl Handle {
         Python::attach(|py| {
             let taken = {
                 let mut p = self.parts.borrow_mut(py);
+                if let Some(ctx) = &p.context {
+                    let detached = self.gc_detached.swap(0, Ordering::Relaxed);
+                    crate::handle_gc::before_context_drop(detached, ctx);
+                }
                 (
                     p.callback.take(),
                     p.args.take(),

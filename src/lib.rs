@@ -10,6 +10,7 @@ mod ffi;
 mod future;
 mod gil_cell;
 mod gil_handoff;
+mod handle_gc;
 mod handles;
 mod io;
 mod pyrefs;

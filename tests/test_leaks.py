@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ctypes
 import dataclasses
 import gc
@@ -641,3 +642,160 @@ def test_cycle_through_a_handle_is_collected(loop, method, fate):
     loop.close()
     gc.collect()
     assert ref() is None
+
+
+# -- handles scheduled while the loop runs ----------------------------------------------
+# ferroloop keeps the handles a running loop owns out of the collector's view and
+# brings each back when that stops being safe (src/handle_gc.rs); asyncio tracks them
+# all the time. These cases are where the difference could show.
+
+
+def _schedule(loop, method, target, delay=0):
+    if method == "call_later":
+        return loop.call_later(delay, target)
+    return getattr(loop, method)(target)
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_soon_threadsafe"])
+@pytest.mark.parametrize("fate", ["ran", "cancelled"])
+def test_cycle_through_a_handle_made_while_running_is_collected(loop, method, fate):
+    """A handle made on the running loop that the loop has let go of is collectable while
+    the loop is still open (no ``close()`` needed to break the cycle)."""
+    holder = {}
+
+    async def schedule():
+        for _ in range(200):  # a backlog: ferroloop hides handles queued behind one
+            loop.call_soon(lambda: None)
+        obj = _HoldsItsHandle()
+        obj.handle = _schedule(loop, method, obj.callback)
+        if fate == "cancelled":
+            obj.handle.cancel()
+        holder["ref"] = weakref.ref(obj)
+
+    loop.run_until_complete(schedule())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    gc.collect()
+    assert holder["ref"]() is None
+
+
+def test_cycle_through_a_timer_pending_when_the_loop_stops(loop):
+    """A timer still scheduled when ``run_until_complete`` returns: alive while the loop
+    holds it, garbage once ``close()`` drops it."""
+    holder = {}
+
+    async def schedule():
+        obj = _HoldsItsHandle()
+        obj.handle = loop.call_later(3600, obj.callback)
+        holder["ref"] = weakref.ref(obj)
+
+    loop.run_until_complete(schedule())
+    gc.collect()
+    assert holder["ref"]() is not None
+    loop.close()
+    gc.collect()
+    assert holder["ref"]() is None
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_later"])
+def test_unclosed_loop_with_pending_handles_is_collected(impl, method):
+    """A loop that is never closed and still holds handles made while it ran (each one
+    refers back to the loop) is garbage once dropped, with asyncio's ResourceWarning."""
+    loop = impl.new_event_loop()
+
+    async def schedule(running):
+        for _ in range(200):
+            _schedule(running, method, running.stop, delay=3600)
+
+    loop.run_until_complete(schedule(loop))
+    ref = weakref.ref(loop)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del loop
+        gc.collect()
+    messages = [str(w.message) for w in caught]
+    del caught  # a warning keeps its source (the loop) alive
+    gc.collect()
+    assert ref() is None
+    assert any("unclosed event loop" in m for m in messages)
+
+
+def test_objects_only_a_pending_handle_holds_survive_a_collection(loop):
+    """``gc.collect()`` while the loop runs, with self-referencing objects reachable only
+    from pending handles: every one survives and its callback runs."""
+    ran = []
+
+    class SelfRef:
+        def __init__(self, i):
+            self.me = self
+            self.i = i
+
+        def fire(self):
+            ran.append(self.i)
+
+    async def main():
+        for i in range(200):
+            loop.call_later(0.001 * (i % 5), SelfRef(i).fire)
+            loop.call_soon(SelfRef(1000 + i).fire)
+        gc.collect()
+        await asyncio.sleep(0.02)
+        gc.collect()
+
+    loop.run_until_complete(main())
+    assert sorted(ran) == list(range(200)) + list(range(1000, 1200))
+
+
+def test_cycle_through_a_handles_context_is_collected(loop):
+    """The context ``get_context()`` hands out can carry a cycle (context -> variable ->
+    object -> context); once the handle is gone it is garbage like any other."""
+    var = contextvars.ContextVar("var")
+    holder = {}
+
+    class HoldsContext:
+        pass
+
+    async def schedule():
+        handle = loop.call_later(3600, lambda: None)
+        ctx = handle._context  # get_context() is 3.12+
+        obj = HoldsContext()
+        obj.ctx = ctx
+        ctx.run(var.set, obj)
+        handle.cancel()
+        holder["ref"] = weakref.ref(obj)
+
+    loop.run_until_complete(schedule())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    gc.collect()
+    assert holder["ref"]() is None
+
+
+@pytest.mark.parametrize("backlog", [0, 200])
+@pytest.mark.parametrize("method", ["call_soon", "call_later", "call_soon_threadsafe"])
+@pytest.mark.parametrize("fate", ["ran", "cancelled"])
+def test_cycle_through_the_context_of_a_handle_made_while_running(loop, method, fate, backlog):
+    """``obj -> handle -> context -> obj`` (running or cancelling a handle drops its
+    callback, not its context): garbage once the loop has let go of the handle, whether
+    it was queued alone or behind ``backlog`` other callbacks."""
+    var = contextvars.ContextVar("var")
+    holder = {}
+
+    class Holder:
+        pass
+
+    async def schedule():
+        for _ in range(backlog):
+            loop.call_soon(lambda: None)
+        obj = Holder()
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, obj)
+        if method == "call_later":
+            obj.handle = loop.call_later(0, lambda: None, context=ctx)
+        else:
+            obj.handle = getattr(loop, method)(lambda: None, context=ctx)
+        if fate == "cancelled":
+            obj.handle.cancel()
+        holder["ref"] = weakref.ref(obj)
+
+    loop.run_until_complete(schedule())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    gc.collect()
+    assert holder["ref"]() is None
