@@ -25,8 +25,17 @@ pub struct HandleParts {
     pub context: Option<Py<PyAny>>,
     /// The loop that owns the handle.
     pub loop_: Option<Py<PyAny>>,
-    /// Traceback of the scheduling call (debug mode only).
+    /// What only debug mode keeps (boxed: most handles never have it).
+    pub debug: Option<Box<HandleDebug>>,
+}
+
+/// A debug-mode handle's extras.
+#[derive(Default)]
+pub struct HandleDebug {
+    /// Traceback of the scheduling call.
     pub source_traceback: Option<Py<PyAny>>,
+    /// The repr saved before the callback was dropped.
+    pub repr: Option<String>,
 }
 
 impl HandleParts {
@@ -37,8 +46,15 @@ impl HandleParts {
             self.args.as_ref().map(|a| a.as_any()),
             self.context.as_ref(),
             self.loop_.as_ref(),
-            self.source_traceback.as_ref(),
+            self.source_traceback(),
         ]
+    }
+
+    /// The scheduling call's traceback (debug mode).
+    pub fn source_traceback(&self) -> Option<&Py<PyAny>> {
+        self.debug
+            .as_ref()
+            .and_then(|d| d.source_traceback.as_ref())
     }
 }
 
@@ -57,8 +73,6 @@ pub struct Handle {
     pub(crate) keep_repr: bool,
     /// A `call_soon`/`call_later` handle (runs once); readers and writers run repeatedly.
     pub(crate) oneshot: bool,
-    /// The repr saved before the callback was dropped (debug mode).
-    pub(crate) repr: GilCell<Option<String>>,
     /// What `handle_gc` untracked while the running loop owns the handle.
     pub(crate) gc_detached: AtomicU8,
 }
@@ -69,8 +83,22 @@ impl Drop for Handle {
         // reference goes: some CPython versions' context dealloc untracks it
         // without checking.
         let detached = *self.gc_detached.get_mut();
-        if let Some(ctx) = &self.parts.get_mut().context {
+        let parts = self.parts.get_mut();
+        if let Some(ctx) = &parts.context {
             crate::handle_gc::before_context_drop(detached, ctx);
+        }
+        let held = [
+            parts.callback.take(),
+            parts.args.take().map(Py::into_any),
+            parts.context.take(),
+            parts.loop_.take(),
+            parts.debug.take().and_then(|d| d.source_traceback),
+        ];
+        for obj in held.into_iter().flatten() {
+            // SAFETY: a handle is only ever dropped with the GIL held (by its
+            // tp_dealloc, or where it was built from Bound references); a plain
+            // decref skips pyo3's thread-local check of that for every field.
+            unsafe { pyo3::ffi::Py_DECREF(obj.into_ptr()) }
         }
     }
 }
@@ -92,14 +120,27 @@ impl Handle {
                 args,
                 context: Some(context),
                 loop_: Some(loop_),
-                source_traceback,
+                debug: debug.then(|| {
+                    Box::new(HandleDebug {
+                        source_traceback,
+                        repr: None,
+                    })
+                }),
             }),
             cancelled: AtomicBool::new(false),
             keep_repr: debug,
             oneshot,
-            repr: GilCell::new(None),
             gc_detached: AtomicU8::new(0),
         }
+    }
+
+    /// The repr saved when the callback was dropped (debug mode).
+    fn saved_repr(&self, py: Python<'_>) -> Option<String> {
+        self.parts
+            .borrow(py)
+            .debug
+            .as_ref()
+            .and_then(|d| d.repr.clone())
     }
 
     /// Whether `cancel()` was called.
@@ -122,9 +163,11 @@ impl Handle {
     /// Drop the callback and its arguments (in debug mode, after saving the repr
     /// so the handle still names its callback).
     pub fn release_callback(&self, py: Python<'_>, this: &Bound<'_, PyAny>) {
-        if self.keep_repr && self.repr.borrow(py).is_none() {
+        if self.keep_repr && self.saved_repr(py).is_none() {
             if let Ok(r) = this.repr() {
-                *self.repr.borrow_mut(py) = Some(r.to_string());
+                if let Some(d) = self.parts.borrow_mut(py).debug.as_mut() {
+                    d.repr = Some(r.to_string());
+                }
             }
         }
         let (cb, args) = {
@@ -257,7 +300,7 @@ pub fn report_callback_error(
     context.set_item("handle", handle)?;
     let loop_obj = handle_loop(py, handle)?;
     if let Ok(h) = handle.cast::<Handle>() {
-        if let Some(tb) = &h.get().parts.borrow(py).source_traceback {
+        if let Some(tb) = h.get().parts.borrow(py).source_traceback() {
             context.set_item("source_traceback", tb.clone_ref(py))?;
         }
     }
@@ -365,15 +408,14 @@ impl Handle {
 
     #[getter]
     fn _repr(&self, py: Python<'_>) -> Option<String> {
-        self.repr.borrow(py).clone()
+        self.saved_repr(py)
     }
 
     #[getter]
     fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.parts
             .borrow(py)
-            .source_traceback
-            .as_ref()
+            .source_traceback()
             .map(|c| c.clone_ref(py))
     }
 
@@ -391,7 +433,7 @@ impl Handle {
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let py = slf.py();
-        if let Some(r) = slf.get().repr.borrow(py).clone() {
+        if let Some(r) = slf.get().saved_repr(py) {
             return Ok(r);
         }
         let info = slf.call_method0(intern!(py, "_repr_info"))?;
@@ -423,7 +465,7 @@ impl Handle {
                     p.args.take(),
                     p.context.take(),
                     p.loop_.take(),
-                    p.source_traceback.take(),
+                    p.debug.take(),
                 )
             };
             drop(taken);
