@@ -22,6 +22,9 @@ use crate::transport::{with_bytes, MAX_READ, READ_BUF};
 /// (asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`).
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: i64 = 5;
 
+/// Datagrams one readiness event reads at most (libuv, under uvloop, reads 32).
+const READ_BATCH: usize = 16;
+
 /// The per-datagram paths of one datagram transport (see the module docs).
 #[pyclass(module = "ferroloop._ferroloop")]
 pub struct DatagramPump {
@@ -202,32 +205,40 @@ impl DatagramPump {
         Ok(())
     }
 
-    /// The socket is readable (asyncio's `_read_ready`): one datagram to
+    /// The socket is readable (asyncio's `_read_ready`): each datagram to
     /// `protocol.datagram_received(data, addr)`, or an OSError to `error_received`.
+    /// asyncio reads one datagram per readiness; this reads up to
+    /// [`READ_BATCH`] while more are queued (as uvloop's libuv does), stopping at
+    /// the first error, exception, or when the protocol closed the transport.
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.transport(py)?;
-        let conn_lost: i64 = transport.getattr(intern!(py, "_conn_lost"))?.extract()?;
-        if conn_lost != 0 {
-            return Ok(());
-        }
-        let received = match self.receive(py) {
-            Ok(r) => r,
-            Err(err) => {
-                return crate::handles::call_fatal_error(
-                    &transport,
-                    err,
-                    "Fatal read error on datagram transport",
-                )
+        for i in 0..READ_BATCH {
+            let conn_lost: i64 = transport.getattr(intern!(py, "_conn_lost"))?.extract()?;
+            if conn_lost != 0 || (i > 0 && transport.getattr(intern!(py, "_closing"))?.is_truthy()?)
+            {
+                return Ok(());
             }
-        };
-        match received {
-            Received::Datagram(data, addr) => transport
-                .getattr(intern!(py, "_protocol"))?
-                .call_method1(intern!(py, "datagram_received"), (data, addr))
-                .map(drop),
-            Received::WouldBlock => Ok(()),
-            Received::Failed(err) => Self::error_received(&transport, err),
+            let received = match self.receive(py) {
+                Ok(r) => r,
+                Err(err) => {
+                    return crate::handles::call_fatal_error(
+                        &transport,
+                        err,
+                        "Fatal read error on datagram transport",
+                    )
+                }
+            };
+            match received {
+                Received::Datagram(data, addr) => {
+                    transport
+                        .getattr(intern!(py, "_protocol"))?
+                        .call_method1(intern!(py, "datagram_received"), (data, addr))?;
+                }
+                Received::WouldBlock => return Ok(()),
+                Received::Failed(err) => return Self::error_received(&transport, err),
+            }
         }
+        Ok(())
     }
 
     /// asyncio's `sendto(data, addr=None)`: sent at once when nothing is queued,

@@ -577,3 +577,52 @@ def test_closed_transport_is_freed(loop, udp_peer):
     ref = run(loop, main())
     gc.collect()
     assert ref() is None
+
+
+def test_close_in_datagram_received_stops_delivery(loop, udp_peer):
+    """A protocol that closes its transport on the first of several queued datagrams
+    gets no more (ferroloop reads several datagrams per readiness event, as uvloop does;
+    it stops as soon as the transport is closing)."""
+
+    class ClosesOnFirst(DgRecorder):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            self.transport.close()
+
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(
+            lambda: ClosesOnFirst(loop), local_addr=("127.0.0.1", 0)
+        )
+        for i in range(10):
+            udp_peer.sendto(b"%d" % i, tr.get_extra_info("sockname"))
+        await asyncio.sleep(0.05)  # all ten are queued before the loop reads
+        await pr.lost
+        await asyncio.sleep(0.01)
+        return [d for d, _ in pr.datagrams]
+
+    assert run(loop, main()) == [b"0"]
+
+
+def test_queued_datagrams_after_an_exception_are_delivered(loop, loop_errors, udp_peer):
+    """Each of several queued datagrams whose handler raises reaches the handler once;
+    the datagrams behind it are still delivered, in order."""
+
+    class RaisesOnOdd(DgRecorder):
+        def datagram_received(self, data, addr):
+            super().datagram_received(data, addr)
+            if int(data) % 2:
+                raise ValueError(data)
+
+    async def main():
+        tr, pr = await loop.create_datagram_endpoint(
+            lambda: RaisesOnOdd(loop), local_addr=("127.0.0.1", 0)
+        )
+        for i in range(40):
+            udp_peer.sendto(b"%d" % i, tr.get_extra_info("sockname"))
+        await pr.wait(lambda: len(pr.datagrams) == 40)
+        await _close(tr, pr)
+        return [d for d, _ in pr.datagrams]
+
+    assert run(loop, main()) == [b"%d" % i for i in range(40)]
+    assert sorted(int(c["exception"].args[0]) for c in loop_errors) == list(range(1, 40, 2))
+    loop_errors.clear()
