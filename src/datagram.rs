@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
+use crate::gil_cell::GilCell;
 use crate::transport::{with_bytes, MAX_READ, READ_BUF};
 
 /// After this many sends on a lost connected transport, each one logs a warning
@@ -42,6 +43,110 @@ pub struct DatagramPump {
     /// What each queued datagram adds to the buffer size besides its bytes
     /// (`_header_size` on 3.12+, 0 before).
     header_size: usize,
+    /// Recent peers' address tuples (IPv4/IPv6 sockets).
+    peers: GilCell<AddrCache>,
+    /// The socket's fd can be read from its object ([`socket_fd_field`]).
+    fd_readable: bool,
+}
+
+/// The `sock_fd` field of a `_socket.socket` object: the first member after the
+/// object header in CPython's `PySocketSockObject` (what `fileno()` returns).
+/// Only used on objects checked with [`fd_field_matches`].
+fn socket_fd_field(sock: &Bound<'_, PyAny>) -> RawFd {
+    // SAFETY: `sock` is a live instance of a `_socket.socket` subtype (checked
+    // when the pump was made), whose C struct starts with the object header and
+    // then the `int` fd; the read stays inside the object.
+    unsafe {
+        let base = sock.as_ptr().cast::<u8>();
+        std::ptr::read_unaligned(
+            base.add(std::mem::size_of::<pyo3::ffi::PyObject>())
+                .cast::<RawFd>(),
+        )
+    }
+}
+
+/// Whether `sock` is a `_socket.socket` whose fd field reads as its `fileno()`
+/// (checked once per transport, so a different layout only means the slow path).
+fn fd_field_matches(sock: &Bound<'_, PyAny>, fd: RawFd) -> bool {
+    let py = sock.py();
+    let Ok(base) = py
+        .import(intern!(py, "_socket"))
+        .and_then(|m| m.getattr(intern!(py, "socket")))
+    else {
+        return false;
+    };
+    let Ok(base) = base.cast_into::<pyo3::types::PyType>() else {
+        return false;
+    };
+    // The object's real type (not `isinstance`, which a `__class__` can fool).
+    if !sock.get_type().is_subclass(&base).unwrap_or(false) {
+        return false;
+    }
+    let fileno = sock
+        .call_method0(intern!(py, "fileno"))
+        .and_then(|f| f.extract::<RawFd>());
+    matches!(fileno, Ok(f) if f == fd && fd >= 0) && socket_fd_field(sock) == fd
+}
+
+/// Peer addresses one transport remembers (a server answers the same few peers).
+const ADDR_CACHE_SIZE: usize = 16;
+
+/// A peer's raw socket address, as `recvfrom` filled it in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RawAddr {
+    len: libc::socklen_t,
+    bytes: [u8; std::mem::size_of::<libc::sockaddr_in6>()],
+}
+
+impl RawAddr {
+    fn new(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<RawAddr> {
+        let mut bytes = [0u8; std::mem::size_of::<libc::sockaddr_in6>()];
+        let n = len as usize;
+        if n > bytes.len() {
+            return None;
+        }
+        // SAFETY: `storage` is a sockaddr_storage (larger than `bytes`) of which the
+        // kernel wrote `len` <= bytes.len() bytes; we copy exactly those.
+        let raw = unsafe { std::slice::from_raw_parts(storage as *const _ as *const u8, n) };
+        bytes[..n].copy_from_slice(raw);
+        Some(RawAddr { len, bytes })
+    }
+}
+
+/// The address tuples last handed to `datagram_received`, by raw address: a
+/// datagram from a known peer reuses its tuple (no text formatting), and
+/// `sendto(data, addr)` with one of these very tuples sends to the raw address
+/// (no argument parsing). Tuples are immutable, so sharing one is invisible.
+#[derive(Default)]
+struct AddrCache {
+    entries: Vec<(RawAddr, Py<PyAny>)>,
+    next: usize,
+}
+
+impl AddrCache {
+    fn tuple_for(&self, py: Python<'_>, raw: &RawAddr) -> Option<Py<PyAny>> {
+        self.entries
+            .iter()
+            .find(|(r, _)| r == raw)
+            .map(|(_, t)| t.clone_ref(py))
+    }
+
+    fn raw_for(&self, addr: &Bound<'_, PyAny>) -> Option<RawAddr> {
+        self.entries
+            .iter()
+            .find(|(_, t)| t.as_ptr() == addr.as_ptr())
+            .map(|(r, _)| *r)
+    }
+
+    fn insert(&mut self, raw: RawAddr, tuple: Py<PyAny>) -> Option<Py<PyAny>> {
+        if self.entries.len() < ADDR_CACHE_SIZE {
+            self.entries.push((raw, tuple));
+            return None;
+        }
+        let slot = self.next % ADDR_CACHE_SIZE;
+        self.next = self.next.wrapping_add(1);
+        Some(std::mem::replace(&mut self.entries[slot], (raw, tuple)).1)
+    }
 }
 
 /// What one `recvfrom` produced.
@@ -79,9 +184,68 @@ fn inet_address<'py>(
 }
 
 impl DatagramPump {
+    /// `sock.send(data)` (a connected endpoint) or `sock.sendto(data, addr)` with
+    /// `addr` one of the cached peer tuples, made with the system call itself;
+    /// `None` when only the socket's own method can do it.
+    fn send_native(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        addr: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<PyResult<()>>> {
+        if !self.inet || !self.fd_is_current(py)? {
+            return Ok(None);
+        }
+        let raw = if self.has_peer {
+            None
+        } else {
+            match self.peers.borrow(py).raw_for(addr) {
+                Some(raw) => Some(raw),
+                None => return Ok(None),
+            }
+        };
+        let fd = self.fd;
+        let n = with_bytes(data, |b| {
+            // SAFETY: `b` is valid for its length during the call; `raw` holds
+            // `len` bytes of a socket address the kernel produced. A closed fd
+            // only makes the call fail.
+            unsafe {
+                match &raw {
+                    Some(raw) => libc::sendto(
+                        fd,
+                        b.as_ptr().cast(),
+                        b.len(),
+                        0,
+                        raw.bytes.as_ptr().cast(),
+                        raw.len,
+                    ),
+                    None => libc::send(fd, b.as_ptr().cast(), b.len(), 0),
+                }
+            }
+        })?;
+        if n < 0 {
+            return Ok(Some(Err(crate::errors::from_errno(
+                crate::errors::last_errno(),
+            ))));
+        }
+        Ok(Some(Ok(())))
+    }
+
+    /// Whether the socket still owns the fd the pump was made with (a socket
+    /// closed behind the transport's back answers with its own methods' errors,
+    /// and its old fd number, maybe reused, is never touched).
+    fn fd_is_current(&self, py: Python<'_>) -> PyResult<bool> {
+        let sock = self.sock(py)?;
+        if self.fd_readable {
+            return Ok(socket_fd_field(&sock) == self.fd);
+        }
+        let fileno: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        Ok(fileno == self.fd)
+    }
+
     /// One `recvfrom`: natively for IPv4/IPv6 sockets, else the socket's own.
     fn receive<'py>(&self, py: Python<'py>) -> PyResult<Received<'py>> {
-        if self.inet {
+        if self.inet && self.fd_is_current(py)? {
             let mut buf = READ_BUF.borrow_mut(py);
             if buf.len() < MAX_READ {
                 buf.resize(MAX_READ, 0);
@@ -111,7 +275,17 @@ impl DatagramPump {
             drop(buf);
             // SAFETY: zero-initialised, and the kernel filled in the address.
             let storage = unsafe { storage.assume_init() };
+            let raw = RawAddr::new(&storage, len);
+            if let Some(raw) = &raw {
+                if let Some(addr) = self.peers.borrow(py).tuple_for(py, raw) {
+                    return Ok(Received::Datagram(data, addr.into_bound(py)));
+                }
+            }
             if let Some(addr) = inet_address(py, &storage)? {
+                if let Some(raw) = raw {
+                    let old = self.peers.borrow_mut(py).insert(raw, addr.clone().unbind());
+                    drop(old);
+                }
                 return Ok(Received::Datagram(data, addr));
             }
             // An IPv4/IPv6 socket reports an address of its own family; anything
@@ -182,6 +356,8 @@ impl DatagramPump {
             has_peer: false,
             skip_empty: true,
             header_size: 0,
+            peers: GilCell::new(AddrCache::default()),
+            fd_readable: fd_field_matches(sock, fd),
         }
     }
 
@@ -214,7 +390,8 @@ impl DatagramPump {
         let transport = self.transport(py)?;
         for i in 0..READ_BATCH {
             let conn_lost: i64 = transport.getattr(intern!(py, "_conn_lost"))?.extract()?;
-            if conn_lost != 0 || (i > 0 && transport.getattr(intern!(py, "_closing"))?.is_truthy()?)
+            if conn_lost != 0
+                || (i > 0 && transport.getattr(intern!(py, "_closing"))?.is_truthy()?)
             {
                 return Ok(());
             }
@@ -289,11 +466,17 @@ impl DatagramPump {
         }
         let buffer = transport.getattr(intern!(py, "_buffer"))?;
         if !buffer.is_truthy()? {
-            let sock = self.sock(py)?;
-            let sent = if self.has_peer {
-                sock.call_method1(intern!(py, "send"), (data,))
-            } else {
-                sock.call_method1(intern!(py, "sendto"), (data, &addr))
+            let sent = match self.send_native(py, data, &addr)? {
+                Some(result) => result,
+                None => {
+                    let sock = self.sock(py)?;
+                    if self.has_peer {
+                        sock.call_method1(intern!(py, "send"), (data,)).map(drop)
+                    } else {
+                        sock.call_method1(intern!(py, "sendto"), (data, &addr))
+                            .map(drop)
+                    }
+                }
             };
             match sent {
                 Ok(_) => return Ok(()),

@@ -626,3 +626,41 @@ def test_queued_datagrams_after_an_exception_are_delivered(loop, loop_errors, ud
     assert run(loop, main()) == [b"%d" % i for i in range(40)]
     assert sorted(int(c["exception"].args[0]) for c in loop_errors) == list(range(1, 40, 2))
     loop_errors.clear()
+
+
+@pytest.mark.parametrize("connected", [False, True])
+def test_socket_closed_behind_the_transport_and_its_fd_reused(loop, udp_peer, connected):
+    """The transport's socket is closed by its owner and a new socket gets the same fd
+    number: ``sendto`` reports the closed socket's EBADF through ``error_received`` (as
+    asyncio does) and nothing reaches the new socket or the peer -- also to a peer whose
+    address tuple the transport has seen before."""
+    peer_addr = udp_peer.getsockname()
+
+    async def main():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        if connected:
+            sock.connect(peer_addr)
+        tr, pr = await loop.create_datagram_endpoint(lambda: DgRecorder(loop), sock=sock)
+        udp_peer.sendto(b"hello", sock.getsockname())
+        await pr.wait(lambda: pr.datagrams)
+        seen_addr = pr.datagrams[0][1]
+        fd = sock.fileno()
+        sock.close()
+        reused = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            if reused.fileno() != fd:
+                pytest.skip("the fd number was not reused")
+            reused.bind(("127.0.0.1", 0))
+            if not connected:
+                reused.connect(peer_addr)  # whatever is sent on it goes to the peer
+            tr.sendto(b"lost", None if connected else seen_addr)
+            await asyncio.sleep(0.05)
+            with pytest.raises(BlockingIOError):
+                udp_peer.recv(100)
+            return [e.errno for e in pr.errors]
+        finally:
+            reused.close()
+            tr.abort()
+
+    assert run(loop, main()) == [errno.EBADF]
