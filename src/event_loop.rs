@@ -34,7 +34,7 @@ const GC_DETACH_BACKLOG: usize = 64;
 
 /// Ready-queue length past which `call_soon_threadsafe` from another thread yields
 /// the GIL (see `EventLoop::throttle_producer`).
-const THREADSAFE_BACKLOG_LIMIT: usize = 16 * 1024;
+const THREADSAFE_BACKLOG_LIMIT: usize = 2 * 1024;
 
 /// A ready queue whose capacity exceeds this many items, and four times its length, is
 /// shrunk after an iteration, so a burst does not keep its memory.
