@@ -799,3 +799,93 @@ def test_cycle_through_the_context_of_a_handle_made_while_running(loop, method, 
     loop.run_until_complete(asyncio.sleep(0.01))
     gc.collect()
     assert holder["ref"]() is None
+
+
+# -- reference cycles through futures and tasks -----------------------------------------
+
+
+class _Holder:
+    pass
+
+
+@pytest.mark.parametrize(
+    "through",
+    ["dict", "result", "exception", "done_callback", "callback_context", "cancel_message"],
+)
+def test_cycle_through_a_future_is_collected(loop, through):
+    """``obj -> future -> (attribute | result | exception | callback | ...) -> obj``:
+    every place a future keeps an object is seen by the collector."""
+    holder = {}
+
+    def make():
+        obj = _Holder()
+        fut = loop.create_future()
+        obj.fut = fut
+        if through == "dict":
+            fut.backref = obj
+        elif through == "result":
+            fut.set_result(obj)
+        elif through == "exception":
+            exc = RuntimeError("x")
+            exc.obj = obj
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" log
+        elif through == "done_callback":
+            fut.add_done_callback(lambda f, o=obj: None)
+        elif through == "callback_context":
+            ctx = contextvars.copy_context()
+            ctx.run(contextvars.ContextVar("v").set, obj)
+            fut.add_done_callback(lambda f: None, context=ctx)
+        elif through == "cancel_message":
+            fut.cancel(msg=obj)
+        holder["ref"] = weakref.ref(obj)
+
+    make()
+    gc.collect()
+    assert holder["ref"]() is None
+
+
+@pytest.mark.parametrize("through", ["coroutine", "context", "name", "awaited_future"])
+def test_cycle_through_a_task_is_collected(loop, loop_errors, through):
+    """A pending task in a cycle through its coroutine's frame, its context, its name or
+    the future it awaits is collected once the loop is closed (nothing else holds it),
+    with asyncio's 'Task was destroyed but it is pending!'."""
+    holder = {}
+    var = contextvars.ContextVar("var")
+
+    async def waits(obj, fut):
+        await fut
+
+    async def main():
+        obj = _Holder()
+        fut = loop.create_future()
+        obj.fut = fut
+        ctx = contextvars.copy_context()
+        if through == "context":
+            ctx.run(var.set, obj)
+        task = loop.create_task(waits(obj if through == "coroutine" else None, fut), context=ctx)
+        obj.task = task
+        if through == "name":
+            task.set_name(_Named(obj))
+        if through == "awaited_future":
+            fut.backref = obj
+        await asyncio.sleep(0)
+        holder["ref"] = weakref.ref(obj)
+
+    loop.run_until_complete(main())
+    loop.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gc.collect()
+    assert holder["ref"]() is None
+    assert [c["message"] for c in loop_errors] == ["Task was destroyed but it is pending!"]
+    loop_errors.clear()
+
+
+class _Named(str):
+    """A task name (``set_name`` keeps a ``str``) that holds an object."""
+
+    def __new__(cls, obj):
+        self = super().__new__(cls, "named")
+        self.obj = obj
+        return self
