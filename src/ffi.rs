@@ -239,18 +239,6 @@ pub fn recv_into_new_bytes(
     }))
 }
 
-/// Bytes waiting in a socket's receive queue (`FIONREAD`), or 0.
-pub fn bytes_available(fd: i32) -> usize {
-    let mut avail: c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer.
-    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail) };
-    if rc < 0 || avail < 0 {
-        0
-    } else {
-        avail as usize
-    }
-}
-
 /// The reference count of `obj`.
 pub fn refcount(obj: &Bound<'_, PyAny>) -> isize {
     // SAFETY: GIL held (the Bound proves it); reading ob_refcnt of a live object.

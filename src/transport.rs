@@ -229,16 +229,17 @@ impl StreamTransport {
             }
             return Ok(());
         }
-        // Large transfers are read straight into a bytes object sized by
-        // FIONREAD; small ones through the shared buffer (one syscall fewer).
-        let large = slf.get().state.borrow(py).last_read >= LARGE_READ;
-        let avail = if large {
-            crate::ffi::bytes_available(fd)
+        // Large transfers are read straight into a bytes object twice the size
+        // of the last read (then shrunk to what arrived: no copy, and no FIONREAD
+        // syscall to size it); small ones through the shared buffer.
+        let last_read = slf.get().state.borrow(py).last_read;
+        let requested = if last_read >= LARGE_READ {
+            (2 * last_read).next_power_of_two().min(MAX_READ)
         } else {
-            0
+            MAX_READ
         };
-        let received = if avail > 0 {
-            match crate::ffi::recv_into_new_bytes(py, fd, avail.min(MAX_READ)) {
+        let received = if requested < MAX_READ {
+            match crate::ffi::recv_into_new_bytes(py, fd, requested) {
                 Ok(received) => received,
                 Err(err) => return Self::fatal(slf, err, "Fatal read error on socket transport"),
             }
@@ -251,9 +252,9 @@ impl StreamTransport {
         };
         let nread = data.as_bytes().len();
         slf.get().state.borrow_mut(py).last_read = nread;
-        // Only a read that filled MAX_READ may leave data behind that no new
-        // edge will announce (data arriving after FIONREAD makes its own edge).
-        let full = nread == MAX_READ;
+        // Only a read that filled what it asked for may leave data behind that
+        // no new edge will announce (a short read drained the socket).
+        let full = nread == requested;
         if data.as_bytes().is_empty() {
             return slf
                 .call_method0(intern!(py, "_read_ready__on_eof"))

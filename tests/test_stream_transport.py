@@ -918,3 +918,30 @@ def test_bidirectional_echo_with_backpressure(loop):
     assert n == len(payload)
     assert digest == hashlib.sha256(payload).hexdigest()
     assert tail == ["eof", "lost"]
+
+
+def test_reads_follow_changing_transfer_sizes(loop):
+    """Bursts of very different sizes arrive whole and in order, then the EOF: small
+    messages, then 40 KiB ones (the transport reads large transfers into a buffer sized
+    from its last read), then 6 MiB at once (more than any one read asks for), then small
+    ones again."""
+    chunks = [b"a" * 100, b"b" * 900]
+    chunks += [bytes([i]) * (40 * 1024) for i in range(5)]
+    chunks += [hashlib.sha256(b"big").digest() * (6 * 1024 * 1024 // 32)]
+    chunks += [b"c" * 10, b"d" * 5000, b"e" * 17]
+
+    async def main():
+        tr, pr, peer = await tcp_connected(loop, lambda: Recorder(loop))
+        with peer:
+            for chunk in chunks:
+                await loop.sock_sendall(peer, chunk)
+                await _settle(2)
+            peer.shutdown(socket.SHUT_WR)
+            await pr.eof
+            tr.close()
+            await pr.lost
+        return bytes(pr.data), pr.events
+
+    data, events = run(loop, main(), timeout=60)
+    assert data == b"".join(chunks)
+    assert events == ["made", "eof", "lost"]
