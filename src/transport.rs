@@ -233,12 +233,13 @@ impl StreamTransport {
         // of the last read (then shrunk to what arrived: no copy, and no FIONREAD
         // syscall to size it); small ones through the shared buffer.
         let last_read = slf.get().state.borrow(py).last_read;
-        let requested = if last_read >= LARGE_READ {
+        let large = last_read >= LARGE_READ;
+        let requested = if large {
             (2 * last_read).next_power_of_two().min(MAX_READ)
         } else {
             MAX_READ
         };
-        let received = if requested < MAX_READ {
+        let received = if large {
             match crate::ffi::recv_into_new_bytes(py, fd, requested) {
                 Ok(received) => received,
                 Err(err) => return Self::fatal(slf, err, "Fatal read error on socket transport"),
