@@ -58,6 +58,20 @@ LOOPS: dict[str, tuple[str, str]] = {
 DEFAULT_BASELINE = "ferroloop"
 RESULT_MARKER = "@@BENCH-RESULT@@ "
 
+#: The start of a script that runs one (workload, loop) cell in a fresh process
+#: (`callgrind.py`, `interleaved.py`): the family imported, ``workload`` found, ``loop``
+#: made and set. Fill in with ``.format(here=..., family=..., workload=..., loop=...)``.
+WORKER_PRELUDE = r"""
+import asyncio, sys, time
+sys.path.insert(0, {here!r})
+import _common
+family = __import__({family!r})
+workload = {{w.name: w for w in family.WORKLOADS}}[{workload!r}]
+factory, _ = _common.make_loop_factory({loop!r})
+loop = factory()
+asyncio.set_event_loop(loop)
+"""
+
 
 @dataclasses.dataclass(frozen=True)
 class Measured:

@@ -27,22 +27,19 @@ import subprocess
 import sys
 import tempfile
 
+import _common
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: The script each measured process runs: import the family, run one workload once.
-_WORKER = r"""
-import asyncio, sys
-sys.path.insert(0, {here!r})
-import _common
-family = __import__({family!r})
-workload = {{w.name: w for w in family.WORKLOADS}}[{workload!r}]
-factory, _ = _common.make_loop_factory({loop!r})
-loop = factory()
-asyncio.set_event_loop(loop)
+_WORKER = (
+    _common.WORKER_PRELUDE
+    + """
 workload.run(loop, {n})
 asyncio.set_event_loop(None)
 loop.close()
 """
+)
 
 _TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.MULTILINE)
 

@@ -21,18 +21,14 @@ import statistics
 import subprocess
 import sys
 
+import _common
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: What each measured process runs: one workload once at its full size; prints ops/s.
-_WORKER = r"""
-import asyncio, sys, time
-sys.path.insert(0, {here!r})
-import _common
-family = __import__({family!r})
-workload = {{w.name: w for w in family.WORKLOADS}}[{workload!r}]
-factory, _ = _common.make_loop_factory({loop!r})
-loop = factory()
-asyncio.set_event_loop(loop)
+_WORKER = (
+    _common.WORKER_PRELUDE
+    + """
 start = time.perf_counter()
 result = workload.run(loop, workload.n)
 elapsed = time.perf_counter() - start
@@ -44,6 +40,7 @@ asyncio.set_event_loop(None)
 loop.close()
 print(ops / elapsed)
 """
+)
 
 #: Workloads whose figure is not a loop's own rate (a load client's limit) or that a
 #: peer never finishes (rloop keeps the GIL while busy).

@@ -656,6 +656,20 @@ def _schedule(loop, method, target, delay=0):
     return getattr(loop, method)(target)
 
 
+def _queue_backlog(loop, n):
+    """Queue ``n`` no-op callbacks (ferroloop hides handles queued behind a backlog
+    from the collector)."""
+    for _ in range(n):
+        loop.call_soon(lambda: None)
+
+
+def _meet_fate(holder, obj, fate):
+    """Cancel ``obj.handle`` if ``fate`` says so; keep a weak reference to ``obj``."""
+    if fate == "cancelled":
+        obj.handle.cancel()
+    holder["ref"] = weakref.ref(obj)
+
+
 @pytest.mark.parametrize("method", ["call_soon", "call_later", "call_soon_threadsafe"])
 @pytest.mark.parametrize("fate", ["ran", "cancelled"])
 def test_cycle_through_a_handle_made_while_running_is_collected(loop, method, fate):
@@ -664,13 +678,10 @@ def test_cycle_through_a_handle_made_while_running_is_collected(loop, method, fa
     holder = {}
 
     async def schedule():
-        for _ in range(200):  # a backlog: ferroloop hides handles queued behind one
-            loop.call_soon(lambda: None)
+        _queue_backlog(loop, 200)
         obj = _HoldsItsHandle()
         obj.handle = _schedule(loop, method, obj.callback)
-        if fate == "cancelled":
-            obj.handle.cancel()
-        holder["ref"] = weakref.ref(obj)
+        _meet_fate(holder, obj, fate)
 
     loop.run_until_complete(schedule())
     loop.run_until_complete(asyncio.sleep(0.01))
@@ -782,8 +793,7 @@ def test_cycle_through_the_context_of_a_handle_made_while_running(loop, method, 
         pass
 
     async def schedule():
-        for _ in range(backlog):
-            loop.call_soon(lambda: None)
+        _queue_backlog(loop, backlog)
         obj = Holder()
         ctx = contextvars.copy_context()
         ctx.run(var.set, obj)
@@ -791,9 +801,7 @@ def test_cycle_through_the_context_of_a_handle_made_while_running(loop, method, 
             obj.handle = loop.call_later(0, lambda: None, context=ctx)
         else:
             obj.handle = getattr(loop, method)(lambda: None, context=ctx)
-        if fate == "cancelled":
-            obj.handle.cancel()
-        holder["ref"] = weakref.ref(obj)
+        _meet_fate(holder, obj, fate)
 
     loop.run_until_complete(schedule())
     loop.run_until_complete(asyncio.sleep(0.01))
