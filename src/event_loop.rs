@@ -100,6 +100,21 @@ pub struct LoopState {
     pub io: IoMap,
 }
 
+impl LoopState {
+    /// Call `f` on every handle the loop holds for running: the one-shot and I/O
+    /// handles in the ready queue and every scheduled timer.
+    fn for_each_owned_handle(&self, py: Python<'_>, f: impl Fn(&Bound<'_, Handle>)) {
+        for item in &self.ready {
+            if let Ready::Handle(h) = item {
+                f(h.bind(py));
+            }
+        }
+        for t in self.timers.handles() {
+            f(t.bind(py).as_super());
+        }
+    }
+}
+
 /// Which API created a handle (decides the debug checks and whether it runs once).
 #[derive(Clone, Copy)]
 enum Origin {
@@ -188,21 +203,18 @@ impl EventLoop {
     /// Queue a handle from `call_soon`/`call_soon_threadsafe`; a running loop
     /// owns it outside the garbage collector's view (`handle_gc`).
     fn push_handle(&self, py: Python<'_>, handle: &Py<Handle>) -> PyResult<()> {
-        {
-            let mut st = self.state.borrow_mut(py);
-            if st.closed {
-                return Err(PyRuntimeError::new_err("Event loop is closed"));
-            }
-            // A handle queued behind a short queue runs before the collector would
-            // look at it twice; one behind a backlog (a thread flooding the loop)
-            // is worth keeping out of its view.
-            if st.running && st.ready.len() >= GC_DETACH_BACKLOG {
-                handle_gc::detach(handle.bind(py));
-            }
-            st.ready.push_back(Ready::Handle(handle.clone_ref(py)));
+        // A handle queued behind a short queue runs before the collector would
+        // look at it twice; one behind a backlog (a thread flooding the loop) is
+        // worth keeping out of its view. (A running loop is never closed, and
+        // nothing between here and the push can run Python code.)
+        let backlog = {
+            let st = self.state.borrow(py);
+            st.running && st.ready.len() >= GC_DETACH_BACKLOG
+        };
+        if backlog {
+            handle_gc::detach(handle.bind(py));
         }
-        self.wake_if_sleeping();
-        Ok(())
+        self.push_ready(py, Ready::Handle(handle.clone_ref(py)))
     }
 
     /// Queue several items in order.
@@ -1481,14 +1493,7 @@ impl EventLoop {
             st.running = true;
             // What the loop owns while it runs is out of the collector's view
             // (`handle_gc`); the same walk on the way out brings it back.
-            for item in &st.ready {
-                if let Ready::Handle(h) = item {
-                    handle_gc::detach(h.bind(py));
-                }
-            }
-            for t in st.timers.handles() {
-                handle_gc::detach(t.bind(py).as_super());
-            }
+            st.for_each_owned_handle(py, handle_gc::detach);
         }
         let result = loop {
             if let Err(e) = Self::run_once(slf) {
@@ -1503,14 +1508,7 @@ impl EventLoop {
         st.running = false;
         // A loop that is not running may become garbage: what it still owns is
         // the collector's to see again.
-        for item in &st.ready {
-            if let Ready::Handle(h) = item {
-                handle_gc::rejoin(h.bind(py));
-            }
-        }
-        for t in st.timers.handles() {
-            handle_gc::rejoin(t.bind(py).as_super());
-        }
+        st.for_each_owned_handle(py, handle_gc::rejoin);
         result
     }
 

@@ -49,9 +49,10 @@ fn track(obj: &Bound<'_, PyAny>) {
 }
 
 fn track_ptr(obj: *mut ffi::PyObject) {
-    // SAFETY: called with the GIL held (a Bound, or a handle's dealloc); tracking an already tracked object is a fatal error in
-    // CPython, so it is checked first. Both calls touch only the GC header of a
-    // live GC object (handles and contexts are GC types).
+    // SAFETY: called with the GIL held (a Bound, or a handle's dealloc); tracking
+    // an already tracked object is a fatal error in CPython, so it is checked
+    // first. Both calls touch only the GC header of a live GC object (handles and
+    // contexts are GC types).
     unsafe {
         if ffi::PyObject_GC_IsTracked(obj) == 0 {
             ffi::PyObject_GC_Track(obj.cast());
@@ -91,9 +92,7 @@ pub fn rejoin(handle: &Bound<'_, Handle>) {
         return;
     }
     if bits & CONTEXT != 0 {
-        if let Some(ctx) = &h.parts.borrow(handle.py()).context {
-            track(ctx.bind(handle.py()));
-        }
+        track_context(handle);
     }
     if bits & HANDLE != 0 {
         track(handle.as_any());
@@ -115,9 +114,13 @@ pub fn rejoin_if_shared(handle: &Bound<'_, Handle>) {
 pub fn rejoin_context(handle: &Bound<'_, Handle>) {
     let h = handle.get();
     if h.gc_detached.fetch_and(!CONTEXT, Ordering::Relaxed) & CONTEXT != 0 {
-        if let Some(ctx) = &h.parts.borrow(handle.py()).context {
-            track(ctx.bind(handle.py()));
-        }
+        track_context(handle);
+    }
+}
+
+fn track_context(handle: &Bound<'_, Handle>) {
+    if let Some(ctx) = &handle.get().parts.borrow(handle.py()).context {
+        track(ctx.bind(handle.py()));
     }
 }
 

@@ -30,7 +30,6 @@ pub struct HandleParts {
 }
 
 /// A debug-mode handle's extras.
-#[derive(Default)]
 pub struct HandleDebug {
     /// Traceback of the scheduling call.
     pub source_traceback: Option<Py<PyAny>>,
@@ -163,7 +162,8 @@ impl Handle {
     /// Drop the callback and its arguments (in debug mode, after saving the repr
     /// so the handle still names its callback).
     pub fn release_callback(&self, py: Python<'_>, this: &Bound<'_, PyAny>) {
-        if self.keep_repr && self.saved_repr(py).is_none() {
+        let unsaved = |p: &HandleParts| p.debug.as_ref().is_some_and(|d| d.repr.is_none());
+        if unsaved(&self.parts.borrow(py)) {
             if let Ok(r) = this.repr() {
                 if let Some(d) = self.parts.borrow_mut(py).debug.as_mut() {
                     d.repr = Some(r.to_string());
