@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -137,3 +139,35 @@ def test_unclosed_loop_resource_warning(impl):
         gc.collect()
     messages = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert f"unclosed event loop {loop_repr}" in messages
+
+
+_UNCLOSED_AT_EXIT = """
+import asyncio, signal, sys
+if sys.argv[1] == "ferroloop":
+    import ferroloop
+    loop = ferroloop.new_event_loop()
+else:
+    loop = asyncio.SelectorEventLoop()
+asyncio.set_event_loop(loop)
+if sys.argv[2] == "signal":
+    loop.add_signal_handler(signal.SIGUSR1, print)
+async def main():
+    if sys.argv[2] == "timer":
+        loop.call_later(3600, print)
+    return 1
+print(loop.run_until_complete(main()))
+"""
+
+
+@pytest.mark.parametrize("extra", ["nothing", "timer", "signal"])
+def test_loop_left_unclosed_at_interpreter_exit(impl, extra):
+    """A loop never closed is collected at exit, maybe after the modules were torn
+    down: nothing is printed but the program's output, and the exit status is 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _UNCLOSED_AT_EXIT, impl.name, extra],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "1\n", "")

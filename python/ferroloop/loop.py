@@ -110,6 +110,19 @@ _BORROWED = {
 }
 
 
+def _interpreter_finalizing() -> bool:
+    """Whether the interpreter is shutting down (for `close()`).
+
+    Read through ``unix_events.sys``, where the stdlib's tests fake a shutdown. A loop
+    left unclosed may be collected after the modules' globals were cleared, when that
+    name (or this module's) is already None: that is a shutdown too.
+    """
+    try:
+        return bool(unix_events.sys.is_finalizing())
+    except AttributeError:
+        return True
+
+
 class _SelectorView:
     """The part of ``loop._selector`` asyncio's transports read (``get_key``), backed
     by the native fd registrations."""
@@ -199,11 +212,10 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
             self._default_executor = None
             executor.shutdown(wait=False)
         self._selector = None
-        # unix_events.sys (not sys): the stdlib's tests fake interpreter shutdown there.
-        if not unix_events.sys.is_finalizing():
+        if not _interpreter_finalizing():
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
-        elif self._signal_handlers:
+        elif self._signal_handlers and warnings is not None:
             warnings.warn(
                 f"Closing the loop {self!r} on interpreter shutdown stage, "
                 "skipping signal handlers removal",
