@@ -76,6 +76,17 @@ pub struct Handle {
     pub(crate) gc_detached: AtomicU8,
 }
 
+/// Release a handle's field with a plain decref.
+#[inline(always)]
+fn decref(obj: Option<Py<PyAny>>) {
+    if let Some(obj) = obj {
+        // SAFETY: a handle is only ever dropped with the GIL held (by its
+        // tp_dealloc, or where it was built from Bound references); a plain
+        // decref skips pyo3's thread-local check of that for every field.
+        unsafe { pyo3::ffi::Py_DECREF(obj.into_ptr()) }
+    }
+}
+
 impl Drop for Handle {
     fn drop(&mut self) {
         // A context `handle_gc` untracked must be tracked again before its last
@@ -86,18 +97,12 @@ impl Drop for Handle {
         if let Some(ctx) = &parts.context {
             crate::handle_gc::before_context_drop(detached, ctx);
         }
-        let held = [
-            parts.callback.take(),
-            parts.args.take().map(Py::into_any),
-            parts.context.take(),
-            parts.loop_.take(),
-            parts.debug.take().and_then(|d| d.source_traceback),
-        ];
-        for obj in held.into_iter().flatten() {
-            // SAFETY: a handle is only ever dropped with the GIL held (by its
-            // tp_dealloc, or where it was built from Bound references); a plain
-            // decref skips pyo3's thread-local check of that for every field.
-            unsafe { pyo3::ffi::Py_DECREF(obj.into_ptr()) }
+        decref(parts.callback.take());
+        decref(parts.args.take().map(Py::into_any));
+        decref(parts.context.take());
+        decref(parts.loop_.take());
+        if let Some(debug) = parts.debug.take() {
+            decref(debug.source_traceback);
         }
     }
 }
