@@ -473,8 +473,8 @@ impl EventLoop {
         let (ntodo, debug, check_signals) = {
             let mut st = this.state.borrow_mut(py);
             st.since_signal_check += 1;
-            let check = st.since_signal_check >= SIGNAL_CHECK_ITERATIONS
-                || ntodo_is_long(st.ready.len());
+            let check =
+                st.since_signal_check >= SIGNAL_CHECK_ITERATIONS || ntodo_is_long(st.ready.len());
             if check {
                 st.since_signal_check = 0;
             }
