@@ -7,6 +7,7 @@ mod datagram;
 mod errors;
 mod event_loop;
 mod ffi;
+mod free_list;
 mod future;
 mod gil_cell;
 mod gil_handoff;
@@ -87,5 +88,9 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;
     ffi::install_finalizer(&py.get_type::<future::Future>(), &FUTURE_FINALIZER);
     ffi::install_finalizer(&py.get_type::<task::Task>(), &TASK_FINALIZER);
+    install_free_list!(py, handles::Handle, HANDLE_FREE_LIST);
+    install_free_list!(py, handles::TimerHandle, TIMER_HANDLE_FREE_LIST);
+    install_free_list!(py, future::Future, FUTURE_FREE_LIST);
+    install_free_list!(py, task::Task, TASK_FREE_LIST);
     Ok(())
 }
