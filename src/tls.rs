@@ -79,7 +79,11 @@ type WaterMarks<'a> = (bool, &'a Option<Py<PyAny>>, &'a Option<Py<PyAny>>);
 /// Native base of `ferroloop.sslproto.SSLProtocol` (see the module docs).
 #[pyclass(module = "ferroloop._ferroloop", subclass, weakref, dict)]
 pub struct TlsProtocolCore {
-    state: Py<PyAny>,
+    /// `_state` (None until set). An `Option`: the collector may traverse the
+    /// object between its allocation and its initialisation (3.11 and 3.12 create
+    /// the instance dict in between, which can trigger a collection), when every
+    /// field still reads as zero.
+    state: Option<Py<PyAny>>,
     phase: Phase,
     #[pyo3(get, set, name = "_app_protocol")]
     app_protocol: Option<Py<PyAny>>,
@@ -502,12 +506,11 @@ impl TlsProtocolCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn py_new(
-        py: Python<'_>,
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> Self {
         TlsProtocolCore {
-            state: py.None(),
+            state: None,
             phase: Phase::Unwrapped,
             app_protocol: None,
             app_protocol_is_buffer: false,
@@ -533,7 +536,10 @@ impl TlsProtocolCore {
     /// The protocol's `SSLProtocolState`.
     #[getter(_state)]
     fn get_state(&self, py: Python<'_>) -> Py<PyAny> {
-        self.state.clone_ref(py)
+        match &self.state {
+            Some(state) => state.clone_ref(py),
+            None => py.None(),
+        }
     }
 
     #[setter(_state)]
@@ -545,7 +551,7 @@ impl TlsProtocolCore {
             .find(|(member, _)| member.bind(py).is(value))
             .map(|(_, phase)| *phase)
             .ok_or_else(|| PyTypeError::new_err(format!("not an SSLProtocolState: {value:?}")))?;
-        self.state = value.clone().unbind();
+        self.state = Some(value.clone().unbind());
         Ok(())
     }
 
