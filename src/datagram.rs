@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
 use crate::gil_cell::GilCell;
@@ -47,6 +47,11 @@ pub struct DatagramPump {
     peers: GilCell<AddrCache>,
     /// The socket's fd can be read from its object ([`socket_fd_field`]).
     fd_readable: bool,
+    /// The transport's instance `__dict__` when it is exactly ferroloop's
+    /// `DatagramTransport` (no subclass could put a descriptor in front of it):
+    /// the per-datagram reads of `_conn_lost`, `_closing`, `_protocol` and
+    /// `_buffer` look there first instead of through the class's whole MRO.
+    attrs: Option<Py<PyDict>>,
 }
 
 /// The `sock_fd` field of a `_socket.socket` object: the first member after the
@@ -358,7 +363,23 @@ impl DatagramPump {
             header_size: 0,
             peers: GilCell::new(AddrCache::default()),
             fd_readable: fd_field_matches(sock, fd),
+            attrs: None,
         }
+    }
+
+    /// `transport.<name>`: from the instance dict when the pump has it (a missing
+    /// key, e.g. after a `del`, falls back to the normal lookup).
+    fn attr<'py>(
+        &self,
+        transport: &Bound<'py, PyAny>,
+        name: &Bound<'py, PyString>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(attrs) = &self.attrs {
+            if let Some(value) = attrs.bind(transport.py()).get_item(name)? {
+                return Ok(value);
+            }
+        }
+        transport.getattr(name)
     }
 
     /// Take the transport's fixed set-up once its `__init__` ran: its `_address`,
@@ -369,7 +390,9 @@ impl DatagramPump {
         has_peer: bool,
         skip_empty: bool,
         header_size: usize,
+        attrs: Option<Py<PyDict>>,
     ) -> PyResult<()> {
+        self.attrs = attrs;
         self.skip_empty = skip_empty;
         self.header_size = header_size;
         self.address = if address.is_truthy()? {
@@ -389,9 +412,14 @@ impl DatagramPump {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
         let transport = self.transport(py)?;
         for i in 0..READ_BATCH {
-            let conn_lost: i64 = transport.getattr(intern!(py, "_conn_lost"))?.extract()?;
+            let conn_lost: i64 = self
+                .attr(&transport, intern!(py, "_conn_lost"))?
+                .extract()?;
             if conn_lost != 0
-                || (i > 0 && transport.getattr(intern!(py, "_closing"))?.is_truthy()?)
+                || (i > 0
+                    && self
+                        .attr(&transport, intern!(py, "_closing"))?
+                        .is_truthy()?)
             {
                 return Ok(());
             }
@@ -407,8 +435,7 @@ impl DatagramPump {
             };
             match received {
                 Received::Datagram(data, addr) => {
-                    transport
-                        .getattr(intern!(py, "_protocol"))?
+                    self.attr(&transport, intern!(py, "_protocol"))?
                         .call_method1(intern!(py, "datagram_received"), (data, addr))?;
                 }
                 Received::WouldBlock => return Ok(()),
@@ -453,7 +480,9 @@ impl DatagramPump {
             }
             addr = address.clone();
         }
-        let conn_lost: i64 = transport.getattr(intern!(py, "_conn_lost"))?.extract()?;
+        let conn_lost: i64 = self
+            .attr(&transport, intern!(py, "_conn_lost"))?
+            .extract()?;
         if conn_lost != 0 && connected {
             if conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
                 crate::pyrefs::refs(py)
@@ -464,7 +493,7 @@ impl DatagramPump {
             transport.setattr(intern!(py, "_conn_lost"), conn_lost + 1)?;
             return Ok(());
         }
-        let buffer = transport.getattr(intern!(py, "_buffer"))?;
+        let buffer = self.attr(&transport, intern!(py, "_buffer"))?;
         if !buffer.is_truthy()? {
             let sent = match self.send_native(py, data, &addr)? {
                 Some(result) => result,
@@ -518,6 +547,7 @@ impl DatagramPump {
 
     /// Forget the transport and socket (the transport lost its connection).
     fn _detach(&mut self) {
+        self.attrs = None;
         self.transport = None;
         self.sock = None;
         self.address = None;
@@ -525,11 +555,13 @@ impl DatagramPump {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.transport)?;
+        visit.call(&self.attrs)?;
         visit.call(&self.sock)?;
         visit.call(&self.address)
     }
 
     fn __clear__(&mut self) {
+        self.attrs = None;
         self.transport = None;
         self.sock = None;
         self.address = None;

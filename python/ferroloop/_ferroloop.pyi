@@ -182,7 +182,12 @@ class DatagramPump:
     def __call__(self) -> None: ...
     def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None: ...
     def _configure(
-        self, address: Any, has_peer: bool, skip_empty: bool, header_size: int
+        self,
+        address: Any,
+        has_peer: bool,
+        skip_empty: bool,
+        header_size: int,
+        attrs: dict[str, Any] | None,
     ) -> None: ...
     def _detach(self) -> None: ...
 

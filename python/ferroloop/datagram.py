@@ -34,6 +34,9 @@ class DatagramTransport(selector_events._SelectorDatagramTransport):
             bool(self._extra["peername"]),
             sys.version_info < (3, 12),  # 3.12 sends empty datagrams
             getattr(self, "_header_size", 0),  # 3.12 counts a header per queued datagram
+            # The instance dict, for the per-datagram attribute reads, unless a
+            # subclass could have put a descriptor in front of it.
+            self.__dict__ if type(self) is DatagramTransport else None,
         )
 
     def _call_connection_lost(self, exc):
