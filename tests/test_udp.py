@@ -664,3 +664,32 @@ def test_socket_closed_behind_the_transport_and_its_fd_reused(loop, udp_peer, co
             tr.abort()
 
     assert run(loop, main()) == [errno.EBADF]
+
+
+def test_set_protocol_redirects_datagrams_and_errors(loop, udp_peer):
+    """After ``set_protocol`` the next datagrams and errors reach the new protocol, and
+    ``get_protocol``/``is_closing``/the write buffer answer from the same state."""
+
+    async def main():
+        first = DgRecorder(loop)
+        tr, pr = await loop.create_datagram_endpoint(lambda: first, local_addr=("127.0.0.1", 0))
+        addr = tr.get_extra_info("sockname")
+        udp_peer.sendto(b"one", addr)
+        await first.wait(lambda: len(first.datagrams) == 1)
+        second = DgRecorder(loop)
+        tr.set_protocol(second)
+        assert tr.get_protocol() is second
+        udp_peer.sendto(b"two", addr)
+        await second.wait(lambda: len(second.datagrams) == 1)
+        tr.sendto(b"x" * 100_000, udp_peer.getsockname())  # EMSGSIZE
+        await second.wait(lambda: len(second.errors) == 1)
+        assert [d for d, _ in first.datagrams] == [b"one"]
+        assert [d for d, _ in second.datagrams] == [b"two"]
+        assert first.errors == [] and isinstance(second.errors[0], OSError)
+        assert (tr.is_closing(), tr.get_write_buffer_size()) == (False, 0)
+        tr.close()
+        assert tr.is_closing()
+        assert await second.lost is None
+        assert first.events == ["made"] and second.events == ["lost"]
+
+    run(loop, main())

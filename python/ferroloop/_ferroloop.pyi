@@ -182,13 +182,12 @@ class DatagramPump:
     def __call__(self) -> None: ...
     def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None: ...
     def _configure(
-        self,
-        address: Any,
-        has_peer: bool,
-        skip_empty: bool,
-        header_size: int,
-        attrs: dict[str, Any] | None,
+        self, address: Any, has_peer: bool, skip_empty: bool, header_size: int
     ) -> None: ...
+    transport_protocol: Any
+    transport_conn_lost: Any
+    transport_closing: Any
+    transport_buffer: Any
     def _detach(self) -> None: ...
 
 class SockRecv:

@@ -18,8 +18,27 @@ from ._ferroloop import DatagramPump
 __all__ = ("DatagramTransport",)
 
 
+def _kept_by_pump(name: str) -> property:
+    """A transport attribute stored on the native pump, which reads it per datagram."""
+
+    def get(self):
+        return getattr(self._pump, name)
+
+    def put(self, value):
+        setattr(self._pump, name, value)
+
+    return property(get, put, doc=f"Kept on the pump as ``{name}``.")
+
+
 class DatagramTransport(selector_events._SelectorDatagramTransport):
     """A UDP (or other datagram socket) transport driven by the native pump."""
+
+    # The stdlib's code reads and writes these as before; the pump reads them
+    # without an attribute lookup.
+    _protocol = _kept_by_pump("transport_protocol")
+    _conn_lost = _kept_by_pump("transport_conn_lost")
+    _closing = _kept_by_pump("transport_closing")
+    _buffer = _kept_by_pump("transport_buffer")
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         pump = DatagramPump(self, sock, sock.fileno(), int(sock.family))
@@ -34,9 +53,6 @@ class DatagramTransport(selector_events._SelectorDatagramTransport):
             bool(self._extra["peername"]),
             sys.version_info < (3, 12),  # 3.12 sends empty datagrams
             getattr(self, "_header_size", 0),  # 3.12 counts a header per queued datagram
-            # The instance dict, for the per-datagram attribute reads, unless a
-            # subclass could have put a descriptor in front of it.
-            self.__dict__ if type(self) is DatagramTransport else None,
         )
 
     def _call_connection_lost(self, exc):
