@@ -672,7 +672,7 @@ def test_set_protocol_redirects_datagrams_and_errors(loop, udp_peer):
 
     async def main():
         first = DgRecorder(loop)
-        tr, pr = await loop.create_datagram_endpoint(lambda: first, local_addr=("127.0.0.1", 0))
+        tr, _ = await loop.create_datagram_endpoint(lambda: first, local_addr=("127.0.0.1", 0))
         addr = tr.get_extra_info("sockname")
         udp_peer.sendto(b"one", addr)
         await first.wait(lambda: len(first.datagrams) == 1)
