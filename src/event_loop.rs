@@ -122,6 +122,13 @@ impl LoopState {
     }
 }
 
+/// `call_soon` or `call_soon_threadsafe`.
+#[derive(Clone, Copy)]
+pub enum ScheduleKind {
+    Soon,
+    Threadsafe,
+}
+
 /// Which API created a handle (decides the debug checks and whether it runs once).
 #[derive(Clone, Copy)]
 enum Origin {
@@ -205,6 +212,29 @@ impl EventLoop {
         }
         self.wake_if_sleeping();
         Ok(())
+    }
+
+    /// `call_soon` / `call_soon_threadsafe` (their pyo3 methods and `fast_calls`).
+    pub fn schedule_soon(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        args: &Bound<'_, PyTuple>,
+        context: Option<&Bound<'_, PyAny>>,
+        kind: ScheduleKind,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let origin = match kind {
+            ScheduleKind::Soon => Origin::CallSoon,
+            ScheduleKind::Threadsafe => Origin::CallSoonThreadsafe,
+        };
+        let handle = Self::make_handle(slf, callback, args, context, origin)?;
+        let handle = Py::new(py, handle)?;
+        let this = slf.get();
+        this.push_handle(py, &handle)?;
+        if matches!(kind, ScheduleKind::Threadsafe) {
+            this.throttle_producer(py);
+        }
+        Ok(handle)
     }
 
     /// Queue a handle from `call_soon`/`call_soon_threadsafe`; a running loop
@@ -1091,7 +1121,8 @@ impl EventLoop {
         ffi::monotonic()
     }
 
-    /// Schedule `callback(*args)` for the next iteration.
+    /// Schedule `callback(*args)` for the next iteration. (The type's `call_soon`
+    /// is `fast_calls`'s; this one answers the calls it hands on.)
     #[pyo3(signature = (callback, *args, context = None))]
     fn call_soon(
         slf: &Bound<'_, Self>,
@@ -1099,11 +1130,7 @@ impl EventLoop {
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let handle = Self::make_handle(slf, callback, args, context, Origin::CallSoon)?;
-        let handle = Py::new(py, handle)?;
-        slf.get().push_handle(py, &handle)?;
-        Ok(handle)
+        Self::schedule_soon(slf, callback, args, context, ScheduleKind::Soon)
     }
 
     /// Like `call_soon`, safe to call from any thread; wakes a sleeping loop.
@@ -1114,13 +1141,7 @@ impl EventLoop {
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let handle = Self::make_handle(slf, callback, args, context, Origin::CallSoonThreadsafe)?;
-        let handle = Py::new(py, handle)?;
-        let this = slf.get();
-        this.push_handle(py, &handle)?;
-        this.throttle_producer(py);
-        Ok(handle)
+        Self::schedule_soon(slf, callback, args, context, ScheduleKind::Threadsafe)
     }
 
     /// Schedule `callback(*args)` after `delay` seconds.

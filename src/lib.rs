@@ -6,6 +6,7 @@ mod callbacks;
 mod datagram;
 mod errors;
 mod event_loop;
+mod fast_calls;
 mod ffi;
 mod free_list;
 mod future;
@@ -92,5 +93,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_free_list!(py, handles::TimerHandle, TIMER_HANDLE_FREE_LIST);
     install_free_list!(py, future::Future, FUTURE_FREE_LIST);
     install_free_list!(py, task::Task, TASK_FREE_LIST);
+    fast_calls::install(py)?;
     Ok(())
 }

@@ -355,3 +355,31 @@ def test_cancel_works_on_every_handle(loop, method, callback, where):
     loop.call_later(0.01, loop.stop)
     loop.run_forever()
     assert out == []
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_soon_threadsafe"])
+def test_call_soon_argument_shapes(loop, method):
+    """Positional arguments, ``context=``, ``callback=`` by keyword, and the errors for
+    a missing callback or an unknown keyword, as asyncio answers them."""
+
+    var = contextvars.ContextVar("var", default="outer")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "inner")
+    seen = []
+    schedule = getattr(loop, method)
+    schedule(seen.append, 1)
+    schedule(lambda: seen.append(var.get()), context=ctx)
+    schedule(lambda *a: seen.append(a), 2, 3, context=None)
+    schedule(callback=seen.append)  # a keyword callback with no argument fails below
+    loop.call_soon(loop.stop)
+    errors = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+    loop.run_forever()
+    assert seen == [1, "inner", (2, 3)]
+    assert [type(e) for e in errors] == [TypeError]
+    with pytest.raises(TypeError, match="callback"):
+        schedule()
+    with pytest.raises(TypeError, match="'foo'"):
+        schedule(print, foo=1)
+    with pytest.raises(TypeError, match="'foo'"):
+        schedule(print, context=None, foo=1)

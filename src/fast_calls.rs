@@ -1,0 +1,211 @@
+//! `call_soon` and `call_soon_threadsafe` as plain `METH_FASTCALL | METH_KEYWORDS`
+//! methods, for the calls that pass `context=`.
+//!
+//! pyo3 matches keyword arguments by converting each name to UTF-8 and comparing it
+//! with every parameter name: ~160 instructions for the `context=` that asyncio's
+//! C future, pyo3-async-runtimes and most library code pass with every callback (a
+//! `call_soon_threadsafe(cb, context=ctx)` was ~2,550 instructions against ~2,400
+//! without it). These methods take the two shapes that matter -- positional
+//! arguments only, or positional arguments and one keyword that is the interned
+//! string `context` -- and hand every other call (a misspelt keyword, a missing
+//! callback) to pyo3's method, which gives Python's exact errors.
+
+use std::os::raw::c_int;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::event_loop::{EventLoop, ScheduleKind};
+
+/// pyo3's methods, kept for the calls the fast path does not take.
+static ORIGINALS: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+
+/// The interned `"context"`.
+static CONTEXT: PyOnceLock<Py<PyString>> = PyOnceLock::new();
+
+/// A `PyMethodDef` that lives for the program (CPython keeps a pointer to it).
+struct MethodDef(ffi::PyMethodDef);
+
+// SAFETY: the definition is immutable after construction; CPython only reads it.
+unsafe impl Sync for MethodDef {}
+
+const FLAGS: c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
+
+static CALL_SOON: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"call_soon".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: call_soon,
+    },
+    ml_flags: FLAGS,
+    ml_doc: c"Schedule `callback(*args)` for the next iteration.".as_ptr(),
+});
+
+static CALL_SOON_THREADSAFE: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"call_soon_threadsafe".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: call_soon_threadsafe,
+    },
+    ml_flags: FLAGS,
+    ml_doc: c"Like `call_soon`, safe to call from any thread; wakes a sleeping loop.".as_ptr(),
+});
+
+unsafe extern "C" fn call_soon(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython's method descriptor with the GIL held and a valid
+    // vectorcall argument vector.
+    unsafe { dispatch(slf, args, nargsf, kwnames, ScheduleKind::Soon, 0) }
+}
+
+unsafe extern "C" fn call_soon_threadsafe(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as `call_soon`.
+    unsafe { dispatch(slf, args, nargsf, kwnames, ScheduleKind::Threadsafe, 1) }
+}
+
+/// The fast path, or pyo3's method for any other shape of call.
+///
+/// # Safety
+/// The GIL is held; `slf` is an instance of `EventLoop` (the method descriptor
+/// checked it); `args` holds `nargs` positional arguments followed by one value
+/// per name in `kwnames`.
+unsafe fn dispatch(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    kind: ScheduleKind,
+    original: usize,
+) -> *mut ffi::PyObject {
+    // SAFETY: see the function's contract.
+    unsafe {
+        let py = Python::assume_attached();
+        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize);
+        let context_only = kwnames.is_null()
+            || (ffi::PyTuple_GET_SIZE(kwnames) == 1
+                && is_context(py, ffi::PyTuple_GET_ITEM(kwnames, 0)));
+        let slf = Bound::from_borrowed_ptr(py, slf);
+        let result = if nargs >= 1 && context_only {
+            let callback = Bound::from_borrowed_ptr(py, *args);
+            let rest = std::slice::from_raw_parts(args.add(1), (nargs - 1) as usize);
+            let pos = if rest.is_empty() {
+                PyTuple::empty(py)
+            } else {
+                PyTuple::new(py, rest.iter().map(|&a| Bound::from_borrowed_ptr(py, a)))
+                    .expect("a tuple of borrowed objects")
+            };
+            let context = if kwnames.is_null() {
+                None
+            } else {
+                Some(Bound::from_borrowed_ptr(py, *args.add(nargs as usize)))
+            };
+            let slf = slf.cast_unchecked::<EventLoop>();
+            EventLoop::schedule_soon(slf, &callback, &pos, context.as_ref(), kind)
+                .map(|h| h.into_any())
+        } else {
+            call_original(py, &slf, args, nargs, kwnames, original)
+        };
+        match result {
+            Ok(obj) => obj.into_ptr(),
+            Err(err) => {
+                err.restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    }
+}
+
+/// Whether a keyword name is `context` (the interned string, as every call site's
+/// name is; any other equal string also matches).
+fn is_context(py: Python<'_>, name: *mut ffi::PyObject) -> bool {
+    let context = CONTEXT.get_or_init(py, || pyo3::intern!(py, "context").clone().unbind());
+    if std::ptr::eq(name, context.as_ptr()) {
+        return true;
+    }
+    // SAFETY: `name` is a live object from the keyword-names tuple.
+    let name = unsafe { Borrowed::from_ptr(py, name) };
+    name.eq(context.bind(py)).unwrap_or(false)
+}
+
+/// Call pyo3's own method with the same arguments (it raises Python's errors for
+/// the shapes the fast path does not take).
+///
+/// # Safety
+/// As [`dispatch`].
+unsafe fn call_original(
+    py: Python<'_>,
+    slf: &Bound<'_, PyAny>,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    original: usize,
+) -> PyResult<Py<PyAny>> {
+    let Some(originals) = ORIGINALS.get(py) else {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "ferroloop is not initialised",
+        ));
+    };
+    let method = if original == 0 {
+        &originals.0
+    } else {
+        &originals.1
+    };
+    // SAFETY: `args` holds `nargs` positionals and one value per keyword name.
+    unsafe {
+        let positional: Vec<Bound<'_, PyAny>> = (0..nargs as usize)
+            .map(|i| Bound::from_borrowed_ptr(py, *args.add(i)))
+            .collect();
+        let mut call_args = vec![slf.clone()];
+        call_args.extend(positional);
+        let kwargs = if kwnames.is_null() {
+            None
+        } else {
+            let dict = PyDict::new(py);
+            let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
+            for (i, name) in names.iter().enumerate() {
+                dict.set_item(
+                    name,
+                    Bound::from_borrowed_ptr(py, *args.add(nargs as usize + i)),
+                )?;
+            }
+            Some(dict)
+        };
+        let tuple = PyTuple::new(py, call_args)?;
+        Ok(method.bind(py).call(tuple, kwargs.as_ref())?.unbind())
+    }
+}
+
+/// Replace pyo3's `call_soon` and `call_soon_threadsafe` on the native loop type with
+/// the fast methods (pyo3's stay reachable for the other shapes of call).
+pub fn install(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<EventLoop>();
+    let soon = ty.getattr("call_soon")?;
+    let threadsafe = ty.getattr("call_soon_threadsafe")?;
+    let _ = ORIGINALS.set(py, (soon.unbind(), threadsafe.unbind()));
+    for def in [&CALL_SOON, &CALL_SOON_THREADSAFE] {
+        // SAFETY: the GIL is held; `def` is a static method definition; the new
+        // descriptor replaces pyo3's in the type's own dict, before any subclass
+        // or instance exists, and the type's caches are invalidated after.
+        unsafe {
+            let tp = ty.as_type_ptr();
+            let descr = ffi::PyDescr_NewMethod(tp, std::ptr::from_ref(&def.0).cast_mut());
+            let descr = Bound::from_owned_ptr_or_err(py, descr)?;
+            let name = ffi::PyUnicode_FromString(def.0.ml_name);
+            let name = Bound::from_owned_ptr_or_err(py, name)?;
+            if ffi::PyDict_SetItem((*tp).tp_dict, name.as_ptr(), descr.as_ptr()) != 0 {
+                return Err(PyErr::fetch(py));
+            }
+            ffi::PyType_Modified(tp);
+        }
+    }
+    Ok(())
+}
