@@ -1146,7 +1146,7 @@ impl EventLoop {
 
     /// Schedule `callback(*args)` after `delay` seconds.
     #[pyo3(signature = (delay, callback, *args, context = None))]
-    fn call_later(
+    pub(crate) fn call_later(
         slf: &Bound<'_, Self>,
         delay: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,
@@ -1173,7 +1173,7 @@ impl EventLoop {
 
     /// Schedule `callback(*args)` at loop time `when`.
     #[pyo3(signature = (when, callback, *args, context = None))]
-    fn call_at(
+    pub(crate) fn call_at(
         slf: &Bound<'_, Self>,
         when: &Bound<'_, PyAny>,
         callback: &Bound<'_, PyAny>,

@@ -1,14 +1,15 @@
-//! `call_soon` and `call_soon_threadsafe` as plain `METH_FASTCALL | METH_KEYWORDS`
-//! methods, for the calls that pass `context=`.
+//! `call_soon`, `call_soon_threadsafe`, `call_later` and `call_at` as plain
+//! `METH_FASTCALL | METH_KEYWORDS` methods.
 //!
 //! pyo3 matches keyword arguments by converting each name to UTF-8 and comparing it
 //! with every parameter name: ~160 instructions for the `context=` that asyncio's
 //! C future, pyo3-async-runtimes and most library code pass with every callback (a
 //! `call_soon_threadsafe(cb, context=ctx)` was ~2,550 instructions against ~2,400
-//! without it). These methods take the two shapes that matter -- positional
-//! arguments only, or positional arguments and one keyword that is the interned
-//! string `context` -- and hand every other call (a misspelt keyword, a missing
-//! callback) to pyo3's method, which gives Python's exact errors.
+//! without it), and its generic wrapper ~100 more on every call. These methods take
+//! the two shapes that matter -- positional arguments only, or positional arguments
+//! and one keyword that is the interned string `context` -- and hand every other
+//! call (a misspelt keyword, a missing callback) to pyo3's method, which gives
+//! Python's exact errors.
 
 use std::os::raw::c_int;
 
@@ -19,8 +20,44 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::event_loop::{EventLoop, ScheduleKind};
 
-/// pyo3's methods, kept for the calls the fast path does not take.
-static ORIGINALS: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+/// The methods replaced, in [`Method`] order.
+const METHODS: [Method; 4] = [
+    Method::Soon,
+    Method::SoonThreadsafe,
+    Method::Later,
+    Method::At,
+];
+
+/// pyo3's methods, kept for the calls the fast path does not take ([`Method`] order).
+static ORIGINALS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
+
+/// One of the replaced methods.
+#[derive(Clone, Copy)]
+enum Method {
+    Soon,
+    SoonThreadsafe,
+    Later,
+    At,
+}
+
+impl Method {
+    /// Positional parameters before `callback` (`delay`/`when`).
+    fn leading(self) -> usize {
+        match self {
+            Method::Soon | Method::SoonThreadsafe => 0,
+            Method::Later | Method::At => 1,
+        }
+    }
+
+    fn def(self) -> &'static MethodDef {
+        match self {
+            Method::Soon => &CALL_SOON,
+            Method::SoonThreadsafe => &CALL_SOON_THREADSAFE,
+            Method::Later => &CALL_LATER,
+            Method::At => &CALL_AT,
+        }
+    }
+}
 
 /// The interned `"context"`.
 static CONTEXT: PyOnceLock<Py<PyString>> = PyOnceLock::new();
@@ -51,6 +88,24 @@ static CALL_SOON_THREADSAFE: MethodDef = MethodDef(ffi::PyMethodDef {
     ml_doc: c"Like `call_soon`, safe to call from any thread; wakes a sleeping loop.".as_ptr(),
 });
 
+static CALL_LATER: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"call_later".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: call_later,
+    },
+    ml_flags: FLAGS,
+    ml_doc: c"Schedule `callback(*args)` after `delay` seconds.".as_ptr(),
+});
+
+static CALL_AT: MethodDef = MethodDef(ffi::PyMethodDef {
+    ml_name: c"call_at".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer {
+        PyCFunctionFastWithKeywords: call_at,
+    },
+    ml_flags: FLAGS,
+    ml_doc: c"Schedule `callback(*args)` at loop time `when`.".as_ptr(),
+});
+
 unsafe extern "C" fn call_soon(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
@@ -59,7 +114,7 @@ unsafe extern "C" fn call_soon(
 ) -> *mut ffi::PyObject {
     // SAFETY: called by CPython's method descriptor with the GIL held and a valid
     // vectorcall argument vector.
-    unsafe { dispatch(slf, args, nargsf, kwnames, ScheduleKind::Soon, 0) }
+    unsafe { dispatch(slf, args, nargsf, kwnames, Method::Soon) }
 }
 
 unsafe extern "C" fn call_soon_threadsafe(
@@ -69,7 +124,27 @@ unsafe extern "C" fn call_soon_threadsafe(
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
     // SAFETY: as `call_soon`.
-    unsafe { dispatch(slf, args, nargsf, kwnames, ScheduleKind::Threadsafe, 1) }
+    unsafe { dispatch(slf, args, nargsf, kwnames, Method::SoonThreadsafe) }
+}
+
+unsafe extern "C" fn call_later(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as `call_soon`.
+    unsafe { dispatch(slf, args, nargsf, kwnames, Method::Later) }
+}
+
+unsafe extern "C" fn call_at(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as `call_soon`.
+    unsafe { dispatch(slf, args, nargsf, kwnames, Method::At) }
 }
 
 /// The fast path, or pyo3's method for any other shape of call.
@@ -83,36 +158,50 @@ unsafe fn dispatch(
     args: *const *mut ffi::PyObject,
     nargsf: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-    kind: ScheduleKind,
-    original: usize,
+    method: Method,
 ) -> *mut ffi::PyObject {
     // SAFETY: see the function's contract.
     unsafe {
         let py = Python::assume_attached();
-        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize);
+        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+        let lead = method.leading();
         let context_only = kwnames.is_null()
             || (ffi::PyTuple_GET_SIZE(kwnames) == 1
                 && is_context(py, ffi::PyTuple_GET_ITEM(kwnames, 0)));
         let slf = Bound::from_borrowed_ptr(py, slf);
-        let result = if nargs >= 1 && context_only {
-            let callback = Bound::from_borrowed_ptr(py, *args);
-            let rest = std::slice::from_raw_parts(args.add(1), (nargs - 1) as usize);
-            let pos = if rest.is_empty() {
+        let result = if nargs > lead && context_only {
+            let arg = |i: usize| Bound::from_borrowed_ptr(py, *args.add(i));
+            let callback = arg(lead);
+            let pos = if nargs == lead + 1 {
                 PyTuple::empty(py)
             } else {
-                PyTuple::new(py, rest.iter().map(|&a| Bound::from_borrowed_ptr(py, a)))
-                    .expect("a tuple of borrowed objects")
+                PyTuple::new(py, (lead + 1..nargs).map(arg)).expect("a tuple of borrowed objects")
             };
-            let context = if kwnames.is_null() {
-                None
-            } else {
-                Some(Bound::from_borrowed_ptr(py, *args.add(nargs as usize)))
-            };
+            let context = (!kwnames.is_null()).then(|| arg(nargs));
+            let context = context.as_ref();
             let slf = slf.cast_unchecked::<EventLoop>();
-            EventLoop::schedule_soon(slf, &callback, &pos, context.as_ref(), kind)
-                .map(|h| h.into_any())
+            match method {
+                Method::Soon => {
+                    EventLoop::schedule_soon(slf, &callback, &pos, context, ScheduleKind::Soon)
+                        .map(Py::into_any)
+                }
+                Method::SoonThreadsafe => EventLoop::schedule_soon(
+                    slf,
+                    &callback,
+                    &pos,
+                    context,
+                    ScheduleKind::Threadsafe,
+                )
+                .map(Py::into_any),
+                Method::Later => {
+                    EventLoop::call_later(slf, &arg(0), &callback, &pos, context).map(Py::into_any)
+                }
+                Method::At => {
+                    EventLoop::call_at(slf, &arg(0), &callback, &pos, context).map(Py::into_any)
+                }
+            }
         } else {
-            call_original(py, &slf, args, nargs, kwnames, original)
+            call_original(py, &slf, args, nargs, kwnames, method)
         };
         match result {
             Ok(obj) => obj.into_ptr(),
@@ -145,23 +234,19 @@ unsafe fn call_original(
     py: Python<'_>,
     slf: &Bound<'_, PyAny>,
     args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    nargs: usize,
     kwnames: *mut ffi::PyObject,
-    original: usize,
+    method: Method,
 ) -> PyResult<Py<PyAny>> {
     let Some(originals) = ORIGINALS.get(py) else {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(
             "ferroloop is not initialised",
         ));
     };
-    let method = if original == 0 {
-        &originals.0
-    } else {
-        &originals.1
-    };
+    let original = &originals[method as usize];
     // SAFETY: `args` holds `nargs` positionals and one value per keyword name.
     unsafe {
-        let positional: Vec<Bound<'_, PyAny>> = (0..nargs as usize)
+        let positional: Vec<Bound<'_, PyAny>> = (0..nargs)
             .map(|i| Bound::from_borrowed_ptr(py, *args.add(i)))
             .collect();
         let mut call_args = vec![slf.clone()];
@@ -172,26 +257,28 @@ unsafe fn call_original(
             let dict = PyDict::new(py);
             let names = Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>();
             for (i, name) in names.iter().enumerate() {
-                dict.set_item(
-                    name,
-                    Bound::from_borrowed_ptr(py, *args.add(nargs as usize + i)),
-                )?;
+                dict.set_item(name, Bound::from_borrowed_ptr(py, *args.add(nargs + i)))?;
             }
             Some(dict)
         };
         let tuple = PyTuple::new(py, call_args)?;
-        Ok(method.bind(py).call(tuple, kwargs.as_ref())?.unbind())
+        Ok(original.bind(py).call(tuple, kwargs.as_ref())?.unbind())
     }
 }
 
-/// Replace pyo3's `call_soon` and `call_soon_threadsafe` on the native loop type with
-/// the fast methods (pyo3's stay reachable for the other shapes of call).
+/// Replace pyo3's `call_soon`, `call_soon_threadsafe`, `call_later` and `call_at` on
+/// the native loop type with the fast methods (pyo3's stay reachable for the other
+/// shapes of call).
 pub fn install(py: Python<'_>) -> PyResult<()> {
     let ty = py.get_type::<EventLoop>();
-    let soon = ty.getattr("call_soon")?;
-    let threadsafe = ty.getattr("call_soon_threadsafe")?;
-    let _ = ORIGINALS.set(py, (soon.unbind(), threadsafe.unbind()));
-    for def in [&CALL_SOON, &CALL_SOON_THREADSAFE] {
+    let mut originals = Vec::with_capacity(METHODS.len());
+    for method in METHODS {
+        let def = method.def();
+        // SAFETY: `ml_name` is a static C string.
+        let name = unsafe { std::ffi::CStr::from_ptr(def.0.ml_name) }
+            .to_str()
+            .expect("ASCII");
+        originals.push(ty.getattr(name)?.unbind());
         // SAFETY: the GIL is held; `def` is a static method definition; the new
         // descriptor replaces pyo3's in the type's own dict, before any subclass
         // or instance exists, and the type's caches are invalidated after.
@@ -199,13 +286,13 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
             let tp = ty.as_type_ptr();
             let descr = ffi::PyDescr_NewMethod(tp, std::ptr::from_ref(&def.0).cast_mut());
             let descr = Bound::from_owned_ptr_or_err(py, descr)?;
-            let name = ffi::PyUnicode_FromString(def.0.ml_name);
-            let name = Bound::from_owned_ptr_or_err(py, name)?;
-            if ffi::PyDict_SetItem((*tp).tp_dict, name.as_ptr(), descr.as_ptr()) != 0 {
+            let key = PyString::new(py, name);
+            if ffi::PyDict_SetItem((*tp).tp_dict, key.as_ptr(), descr.as_ptr()) != 0 {
                 return Err(PyErr::fetch(py));
             }
             ffi::PyType_Modified(tp);
         }
     }
+    let _ = ORIGINALS.set(py, originals);
     Ok(())
 }

@@ -383,3 +383,34 @@ def test_call_soon_argument_shapes(loop, method):
         schedule(print, foo=1)
     with pytest.raises(TypeError, match="'foo'"):
         schedule(print, context=None, foo=1)
+
+
+@pytest.mark.parametrize("method", ["call_later", "call_at"])
+def test_timer_argument_shapes(loop, method):
+    """``call_later``/``call_at`` with positional arguments, ``context=``, keywords for
+    every parameter, and their errors, as asyncio answers them."""
+    var = contextvars.ContextVar("var", default="outer")
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "inner")
+    seen = []
+    schedule = getattr(loop, method)
+    first = 0 if method == "call_later" else loop.time()
+    # Distinct times: timers due at the same time run in no defined order.
+    schedule(first, seen.append, 1)
+    schedule(first + 1e-4, lambda: seen.append(var.get()), context=ctx)
+    schedule(first + 2e-4, lambda *a: seen.append(a), 2, 3, context=None)
+    if method == "call_later":
+        schedule(delay=3e-4, callback=seen.append)  # fails when run: no argument
+    else:
+        schedule(when=first + 3e-4, callback=seen.append)
+    errors = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert seen == [1, "inner", (2, 3)]
+    assert [type(e) for e in errors] == [TypeError]
+    with pytest.raises(TypeError, match="callback"):
+        schedule(first)
+    with pytest.raises(TypeError):
+        schedule(None, print)
+    with pytest.raises(TypeError, match="'foo'"):
+        schedule(first, print, foo=1)
