@@ -74,6 +74,17 @@ enum Field {
 }
 
 impl Field {
+    /// The field `datagram.py`'s properties call `index`.
+    fn at(index: u8) -> PyResult<Field> {
+        Ok(match index {
+            0 => Field::Protocol,
+            1 => Field::ConnLost,
+            2 => Field::Closing,
+            3 => Field::Buffer,
+            _ => return Err(PyValueError::new_err("no such transport attribute")),
+        })
+    }
+
     fn name(self) -> &'static str {
         match self {
             Field::Protocol => "_protocol",
@@ -576,59 +587,15 @@ impl DatagramPump {
             .map(drop)
     }
 
-    /// `transport._protocol` (the property in `datagram.py` reads this).
-    #[getter(transport_protocol)]
-    fn get_protocol<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, Field::Protocol)
+    /// `transport._protocol`, `_conn_lost`, `_closing` or `_buffer` (0 to 3): what
+    /// the properties of `datagram.py` read.
+    fn _state(&self, py: Python<'_>, index: u8) -> PyResult<Py<PyAny>> {
+        Ok(self.field(py, Field::at(index)?)?.unbind())
     }
 
-    #[setter(transport_protocol)]
-    fn put_protocol(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
-        self.set_field(
-            py,
-            Field::Protocol,
-            Some(value.unwrap_or_else(|| py.None())),
-        );
-        Ok(())
-    }
-
-    /// `transport._conn_lost`.
-    #[getter(transport_conn_lost)]
-    fn get_conn_lost<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, Field::ConnLost)
-    }
-
-    #[setter(transport_conn_lost)]
-    fn put_conn_lost(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
-        self.set_field(
-            py,
-            Field::ConnLost,
-            Some(value.unwrap_or_else(|| py.None())),
-        );
-        Ok(())
-    }
-
-    /// `transport._closing`.
-    #[getter(transport_closing)]
-    fn get_closing<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, Field::Closing)
-    }
-
-    #[setter(transport_closing)]
-    fn put_closing(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
-        self.set_field(py, Field::Closing, Some(value.unwrap_or_else(|| py.None())));
-        Ok(())
-    }
-
-    /// `transport._buffer`.
-    #[getter(transport_buffer)]
-    fn get_buffer<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.field(py, Field::Buffer)
-    }
-
-    #[setter(transport_buffer)]
-    fn put_buffer(&self, py: Python<'_>, value: Option<Py<PyAny>>) -> PyResult<()> {
-        self.set_field(py, Field::Buffer, Some(value.unwrap_or_else(|| py.None())));
+    /// Store `transport._protocol`, `_conn_lost`, `_closing` or `_buffer`.
+    fn _set_state(&self, py: Python<'_>, index: u8, value: Py<PyAny>) -> PyResult<()> {
+        self.set_field(py, Field::at(index)?, Some(value));
         Ok(())
     }
 

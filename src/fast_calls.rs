@@ -70,82 +70,57 @@ unsafe impl Sync for MethodDef {}
 
 const FLAGS: c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
 
-static CALL_SOON: MethodDef = MethodDef(ffi::PyMethodDef {
-    ml_name: c"call_soon".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunctionFastWithKeywords: call_soon,
-    },
-    ml_flags: FLAGS,
-    ml_doc: c"Schedule `callback(*args)` for the next iteration.".as_ptr(),
-});
-
-static CALL_SOON_THREADSAFE: MethodDef = MethodDef(ffi::PyMethodDef {
-    ml_name: c"call_soon_threadsafe".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunctionFastWithKeywords: call_soon_threadsafe,
-    },
-    ml_flags: FLAGS,
-    ml_doc: c"Like `call_soon`, safe to call from any thread; wakes a sleeping loop.".as_ptr(),
-});
-
-static CALL_LATER: MethodDef = MethodDef(ffi::PyMethodDef {
-    ml_name: c"call_later".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunctionFastWithKeywords: call_later,
-    },
-    ml_flags: FLAGS,
-    ml_doc: c"Schedule `callback(*args)` after `delay` seconds.".as_ptr(),
-});
-
-static CALL_AT: MethodDef = MethodDef(ffi::PyMethodDef {
-    ml_name: c"call_at".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer {
-        PyCFunctionFastWithKeywords: call_at,
-    },
-    ml_flags: FLAGS,
-    ml_doc: c"Schedule `callback(*args)` at loop time `when`.".as_ptr(),
-});
-
-unsafe extern "C" fn call_soon(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: called by CPython's method descriptor with the GIL held and a valid
-    // vectorcall argument vector.
-    unsafe { dispatch(slf, args, nargsf, kwnames, Method::Soon) }
+/// A static method definition named `$name` whose function hands its arguments to
+/// [`dispatch`] as `$method`.
+macro_rules! fast_method {
+    ($def:ident, $name:literal, $method:expr, $doc:literal) => {
+        static $def: MethodDef = {
+            unsafe extern "C" fn call(
+                slf: *mut ffi::PyObject,
+                args: *const *mut ffi::PyObject,
+                nargsf: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
+            ) -> *mut ffi::PyObject {
+                // SAFETY: called by CPython's method descriptor with the GIL held
+                // and a valid vectorcall argument vector.
+                unsafe { dispatch(slf, args, nargsf, kwnames, $method) }
+            }
+            MethodDef(ffi::PyMethodDef {
+                ml_name: $name.as_ptr(),
+                ml_meth: ffi::PyMethodDefPointer {
+                    PyCFunctionFastWithKeywords: call,
+                },
+                ml_flags: FLAGS,
+                ml_doc: $doc.as_ptr(),
+            })
+        };
+    };
 }
 
-unsafe extern "C" fn call_soon_threadsafe(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as `call_soon`.
-    unsafe { dispatch(slf, args, nargsf, kwnames, Method::SoonThreadsafe) }
-}
-
-unsafe extern "C" fn call_later(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as `call_soon`.
-    unsafe { dispatch(slf, args, nargsf, kwnames, Method::Later) }
-}
-
-unsafe extern "C" fn call_at(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as `call_soon`.
-    unsafe { dispatch(slf, args, nargsf, kwnames, Method::At) }
-}
+fast_method!(
+    CALL_SOON,
+    c"call_soon",
+    Method::Soon,
+    c"Schedule `callback(*args)` for the next iteration."
+);
+fast_method!(
+    CALL_SOON_THREADSAFE,
+    c"call_soon_threadsafe",
+    Method::SoonThreadsafe,
+    c"Like `call_soon`, safe to call from any thread; wakes a sleeping loop."
+);
+fast_method!(
+    CALL_LATER,
+    c"call_later",
+    Method::Later,
+    c"Schedule `callback(*args)` after `delay` seconds."
+);
+fast_method!(
+    CALL_AT,
+    c"call_at",
+    Method::At,
+    c"Schedule `callback(*args)` at loop time `when`."
+);
 
 /// The fast path, or pyo3's method for any other shape of call.
 ///

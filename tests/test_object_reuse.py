@@ -18,17 +18,21 @@ import pytest
 ROUNDS = 50
 
 
+def _assert_each_reported(loop_errors, message):
+    """One report per round, in order, each with that round's exception; consumed."""
+    gc.collect()
+    assert [ctx["message"] for ctx in loop_errors] == [message] * ROUNDS
+    assert [ctx["exception"].args[0] for ctx in loop_errors] == list(range(ROUNDS))
+    loop_errors.clear()
+
+
 def test_each_future_is_finalised(loop, loop_errors):
     """Every dropped future with an unretrieved exception is reported once."""
     for i in range(ROUNDS):
         fut = loop.create_future()
         fut.set_exception(ValueError(i))
         del fut
-    gc.collect()
-    messages = [ctx["message"] for ctx in loop_errors]
-    assert messages == ["Future exception was never retrieved"] * ROUNDS
-    assert [ctx["exception"].args[0] for ctx in loop_errors] == list(range(ROUNDS))
-    loop_errors.clear()
+    _assert_each_reported(loop_errors, "Future exception was never retrieved")
 
 
 def test_each_task_is_finalised(loop, loop_errors):
@@ -46,11 +50,7 @@ def test_each_task_is_finalised(loop, loop_errors):
             del task
 
     loop.run_until_complete(main())
-    gc.collect()
-    messages = [ctx["message"] for ctx in loop_errors]
-    assert messages == ["Task exception was never retrieved"] * ROUNDS
-    assert [ctx["exception"].args[0] for ctx in loop_errors] == list(range(ROUNDS))
-    loop_errors.clear()
+    _assert_each_reported(loop_errors, "Task exception was never retrieved")
 
 
 def test_pending_tasks_destroyed_one_by_one(new_loop, loop_errors):

@@ -18,16 +18,16 @@ from ._ferroloop import DatagramPump
 __all__ = ("DatagramTransport",)
 
 
-def _kept_by_pump(name: str) -> property:
+def _kept_by_pump(index: int) -> property:
     """A transport attribute stored on the native pump, which reads it per datagram."""
 
     def get(self):
-        return getattr(self._pump, name)
+        return self._pump._state(index)
 
     def put(self, value):
-        setattr(self._pump, name, value)
+        self._pump._set_state(index, value)
 
-    return property(get, put, doc=f"Kept on the pump as ``{name}``.")
+    return property(get, put)
 
 
 class DatagramTransport(selector_events._SelectorDatagramTransport):
@@ -35,10 +35,10 @@ class DatagramTransport(selector_events._SelectorDatagramTransport):
 
     # The stdlib's code reads and writes these as before; the pump reads them
     # without an attribute lookup.
-    _protocol = _kept_by_pump("transport_protocol")
-    _conn_lost = _kept_by_pump("transport_conn_lost")
-    _closing = _kept_by_pump("transport_closing")
-    _buffer = _kept_by_pump("transport_buffer")
+    _protocol = _kept_by_pump(0)
+    _conn_lost = _kept_by_pump(1)
+    _closing = _kept_by_pump(2)
+    _buffer = _kept_by_pump(3)
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         pump = DatagramPump(self, sock, sock.fileno(), int(sock.family))
