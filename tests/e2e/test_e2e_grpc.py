@@ -79,7 +79,11 @@ class Service:
                 self.stream_sent += 1
                 i += 1
                 await asyncio.sleep(0.001)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # grpc cancels the task that drives this generator: the CancelledError
+            # arrives here if the task was awaiting inside the generator (its sleep),
+            # but if it was awaiting grpc's write of the last message, the generator
+            # only sees GeneratorExit when it is closed. Either way it was stopped.
             self.cancelled.set()
             raise
 
