@@ -122,16 +122,9 @@ impl LoopState {
     }
 }
 
-/// `call_soon` or `call_soon_threadsafe`.
-#[derive(Clone, Copy)]
-pub enum ScheduleKind {
-    Soon,
-    Threadsafe,
-}
-
 /// Which API created a handle (decides the debug checks and whether it runs once).
 #[derive(Clone, Copy)]
-enum Origin {
+pub(crate) enum Origin {
     CallSoon,
     CallSoonThreadsafe,
     CallAt,
@@ -214,24 +207,21 @@ impl EventLoop {
         Ok(())
     }
 
-    /// `call_soon` / `call_soon_threadsafe` (their pyo3 methods and `fast_calls`).
-    pub fn schedule_soon(
+    /// `call_soon` / `call_soon_threadsafe` (their pyo3 methods and `fast_calls`),
+    /// as `origin` says (`CallSoon` or `CallSoonThreadsafe`).
+    pub(crate) fn schedule_soon(
         slf: &Bound<'_, Self>,
         callback: &Bound<'_, PyAny>,
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
-        kind: ScheduleKind,
+        origin: Origin,
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let origin = match kind {
-            ScheduleKind::Soon => Origin::CallSoon,
-            ScheduleKind::Threadsafe => Origin::CallSoonThreadsafe,
-        };
         let handle = Self::make_handle(slf, callback, args, context, origin)?;
         let handle = Py::new(py, handle)?;
         let this = slf.get();
         this.push_handle(py, &handle)?;
-        if matches!(kind, ScheduleKind::Threadsafe) {
+        if matches!(origin, Origin::CallSoonThreadsafe) {
             this.throttle_producer(py);
         }
         Ok(handle)
@@ -502,13 +492,14 @@ impl EventLoop {
 
         let (ntodo, debug, check_signals) = {
             let mut st = this.state.borrow_mut(py);
+            let ntodo = st.ready.len();
             st.since_signal_check += 1;
             let check =
-                st.since_signal_check >= SIGNAL_CHECK_ITERATIONS || ntodo_is_long(st.ready.len());
+                st.since_signal_check >= SIGNAL_CHECK_ITERATIONS || ntodo >= SIGNAL_CHECK_EVERY;
             if check {
                 st.since_signal_check = 0;
             }
-            (st.ready.len(), st.debug, check)
+            (ntodo, st.debug, check)
         };
         // Run pending signal handlers (Ctrl-C's KeyboardInterrupt) every few
         // iterations and every SIGNAL_CHECK_EVERY callbacks: a loop that runs only
@@ -1130,7 +1121,7 @@ impl EventLoop {
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::schedule_soon(slf, callback, args, context, ScheduleKind::Soon)
+        Self::schedule_soon(slf, callback, args, context, Origin::CallSoon)
     }
 
     /// Like `call_soon`, safe to call from any thread; wakes a sleeping loop.
@@ -1141,7 +1132,7 @@ impl EventLoop {
         args: &Bound<'_, PyTuple>,
         context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Self::schedule_soon(slf, callback, args, context, ScheduleKind::Threadsafe)
+        Self::schedule_soon(slf, callback, args, context, Origin::CallSoonThreadsafe)
     }
 
     /// Schedule `callback(*args)` after `delay` seconds.
@@ -1654,12 +1645,6 @@ impl EventLoop {
 
 /// Drop timers the loop let go of (cancelled, or met cancelled in the heap); one
 /// somebody else still holds is tracked by the collector again (`handle_gc`).
-/// Whether an iteration runs enough callbacks to check for signals before them.
-#[inline]
-fn ntodo_is_long(ntodo: usize) -> bool {
-    ntodo >= SIGNAL_CHECK_EVERY
-}
-
 fn drop_timers(py: Python<'_>, timers: Vec<Py<TimerHandle>>) {
     for t in timers {
         let t = t.into_bound(py);

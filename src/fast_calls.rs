@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::event_loop::{EventLoop, ScheduleKind};
+use crate::event_loop::{EventLoop, Origin};
 
 /// The methods replaced, in [`Method`] order.
 const METHODS: [Method; 4] = [
@@ -58,9 +58,6 @@ impl Method {
         }
     }
 }
-
-/// The interned `"context"`.
-static CONTEXT: PyOnceLock<Py<PyString>> = PyOnceLock::new();
 
 /// A `PyMethodDef` that lives for the program (CPython keeps a pointer to it).
 struct MethodDef(ffi::PyMethodDef);
@@ -157,7 +154,7 @@ unsafe fn dispatch(
             let slf = slf.cast_unchecked::<EventLoop>();
             match method {
                 Method::Soon => {
-                    EventLoop::schedule_soon(slf, &callback, &pos, context, ScheduleKind::Soon)
+                    EventLoop::schedule_soon(slf, &callback, &pos, context, Origin::CallSoon)
                         .map(Py::into_any)
                 }
                 Method::SoonThreadsafe => EventLoop::schedule_soon(
@@ -165,7 +162,7 @@ unsafe fn dispatch(
                     &callback,
                     &pos,
                     context,
-                    ScheduleKind::Threadsafe,
+                    Origin::CallSoonThreadsafe,
                 )
                 .map(Py::into_any),
                 Method::Later => {
@@ -191,13 +188,13 @@ unsafe fn dispatch(
 /// Whether a keyword name is `context` (the interned string, as every call site's
 /// name is; any other equal string also matches).
 fn is_context(py: Python<'_>, name: *mut ffi::PyObject) -> bool {
-    let context = CONTEXT.get_or_init(py, || pyo3::intern!(py, "context").clone().unbind());
+    let context = pyo3::intern!(py, "context");
     if std::ptr::eq(name, context.as_ptr()) {
         return true;
     }
     // SAFETY: `name` is a live object from the keyword-names tuple.
     let name = unsafe { Borrowed::from_ptr(py, name) };
-    name.eq(context.bind(py)).unwrap_or(false)
+    name.eq(context).unwrap_or(false)
 }
 
 /// Call pyo3's own method with the same arguments (it raises Python's errors for
@@ -221,11 +218,8 @@ unsafe fn call_original(
     let original = &originals[method as usize];
     // SAFETY: `args` holds `nargs` positionals and one value per keyword name.
     unsafe {
-        let positional: Vec<Bound<'_, PyAny>> = (0..nargs)
-            .map(|i| Bound::from_borrowed_ptr(py, *args.add(i)))
-            .collect();
         let mut call_args = vec![slf.clone()];
-        call_args.extend(positional);
+        call_args.extend((0..nargs).map(|i| Bound::from_borrowed_ptr(py, *args.add(i))));
         let kwargs = if kwnames.is_null() {
             None
         } else {
