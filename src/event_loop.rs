@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError};
 
+use crate::direct_objects;
 use crate::ffi;
 use crate::future::Future;
 use crate::gil_cell::GilCell;
@@ -218,7 +219,7 @@ impl EventLoop {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let handle = Self::make_handle(slf, callback, args, context, origin)?;
-        let handle = Py::new(py, handle)?;
+        let handle = direct_objects::new_handle(py, handle)?;
         let this = slf.get();
         this.push_handle(py, &handle)?;
         if matches!(origin, Origin::CallSoonThreadsafe) {
@@ -695,7 +696,7 @@ impl EventLoop {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
-        let handle = Py::new(
+        let handle = direct_objects::new_handle(
             py,
             Self::make_handle(slf, callback, args, None, Origin::Io)?,
         )?;
@@ -1180,7 +1181,7 @@ impl EventLoop {
 
     /// A new native Future bound to this loop.
     fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<Future>> {
-        Py::new(slf.py(), Future::bound_to(slf.py(), slf.as_any())?)
+        direct_objects::new_future(slf.py(), Future::bound_to(slf.py(), slf.as_any())?)
     }
 
     /// Wrap a coroutine in a Task (or the task factory's object) and schedule it.
@@ -1468,7 +1469,7 @@ impl EventLoop {
         let py = slf.py();
         let this = slf.get();
         this.check_closed(py)?;
-        let future = Py::new(py, Future::bound_to(py, slf.as_any())?)?;
+        let future = direct_objects::new_future(py, Future::bound_to(py, slf.as_any())?)?;
         let pool = {
             let mut guard = this.pool.lock();
             retire_if_stale(&mut guard);

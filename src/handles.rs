@@ -494,12 +494,13 @@ pub struct TimerHandle {
 impl TimerHandle {
     /// Build a timer handle ready for the heap.
     pub fn create(py: Python<'_>, when: f64, handle: Handle) -> PyResult<Py<TimerHandle>> {
-        Py::new(
+        crate::direct_objects::new_timer_handle(
             py,
-            PyClassInitializer::from(handle).add_subclass(TimerHandle {
+            handle,
+            TimerHandle {
                 when,
                 scheduled: AtomicBool::new(true),
-            }),
+            },
         )
     }
 

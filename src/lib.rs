@@ -4,6 +4,7 @@
 mod call_graph;
 mod callbacks;
 mod datagram;
+mod direct_objects;
 mod errors;
 mod event_loop;
 mod fast_calls;
@@ -84,6 +85,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sock_ops::_sock_recv_now, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(future::_set_class_views, m)?)?;
+    m.add_function(wrap_pyfunction!(direct_objects::_direct_object_classes, m)?)?;
     m.add_function(wrap_pyfunction!(handles::_set_handle_views, m)?)?;
     m.add_function(wrap_pyfunction!(call_graph::_set_call_graph_tracking, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;
@@ -93,6 +95,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_free_list!(py, handles::TimerHandle, TIMER_HANDLE_FREE_LIST);
     install_free_list!(py, future::Future, FUTURE_FREE_LIST);
     install_free_list!(py, task::Task, TASK_FREE_LIST);
+    direct_objects::install(py)?;
     fast_calls::install(py)?;
     Ok(())
 }

@@ -43,7 +43,8 @@ pub struct TaskCore {
 }
 
 impl TaskCore {
-    fn empty() -> Self {
+    /// A task's state before `__init__`.
+    pub(crate) fn empty() -> Self {
         TaskCore {
             coro: None,
             context: None,
@@ -83,13 +84,15 @@ impl Task {
         eager_start: bool,
     ) -> PyResult<Bound<'py, Task>> {
         let py = loop_.py();
-        let init = PyClassInitializer::from(Future {
-            core: GilCell::new(FutureCore::empty()),
-        })
-        .add_subclass(Task {
-            core: GilCell::new(TaskCore::empty()),
-        });
-        let task = Bound::new(py, init)?;
+        let task = crate::direct_objects::new_task(
+            py,
+            Future {
+                core: GilCell::new(FutureCore::empty()),
+            },
+            Task {
+                core: GilCell::new(TaskCore::empty()),
+            },
+        )?;
         init_task(&task, coro, Some(loop_), name, context, eager_start)?;
         Ok(task)
     }

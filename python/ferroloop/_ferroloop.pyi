@@ -193,3 +193,6 @@ class SockRecv:
 
     def __call__(self) -> None: ...
     def _done(self, fut: Any) -> None: ...
+
+def _direct_object_classes() -> list[str]:
+    """The native classes built and freed without pyo3's generic paths."""
