@@ -60,7 +60,7 @@ impl Method {
 }
 
 /// A `PyMethodDef` that lives for the program (CPython keeps a pointer to it).
-struct MethodDef(ffi::PyMethodDef);
+pub struct MethodDef(pub ffi::PyMethodDef);
 
 // SAFETY: the definition is immutable after construction; CPython only reads it.
 unsafe impl Sync for MethodDef {}
@@ -242,26 +242,36 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     let ty = py.get_type::<EventLoop>();
     let mut originals = Vec::with_capacity(METHODS.len());
     for method in METHODS {
-        let def = method.def();
-        // SAFETY: `ml_name` is a static C string.
-        let name = unsafe { std::ffi::CStr::from_ptr(def.0.ml_name) }
-            .to_str()
-            .expect("ASCII");
-        originals.push(ty.getattr(name)?.unbind());
-        // SAFETY: the GIL is held; `def` is a static method definition; the new
-        // descriptor replaces pyo3's in the type's own dict, before any subclass
-        // or instance exists, and the type's caches are invalidated after.
-        unsafe {
-            let tp = ty.as_type_ptr();
-            let descr = ffi::PyDescr_NewMethod(tp, std::ptr::from_ref(&def.0).cast_mut());
-            let descr = Bound::from_owned_ptr_or_err(py, descr)?;
-            let key = PyString::new(py, name);
-            if ffi::PyDict_SetItem((*tp).tp_dict, key.as_ptr(), descr.as_ptr()) != 0 {
-                return Err(PyErr::fetch(py));
-            }
-            ffi::PyType_Modified(tp);
-        }
+        originals.push(replace_method(&ty, method.def())?);
     }
     let _ = ORIGINALS.set(py, originals);
     Ok(())
+}
+
+/// Put a method made from the static `def` in the type's own dict in place of
+/// pyo3's method of the same name, which is returned.
+pub fn replace_method(
+    ty: &Bound<'_, pyo3::types::PyType>,
+    def: &'static MethodDef,
+) -> PyResult<Py<PyAny>> {
+    let py = ty.py();
+    // SAFETY: `ml_name` is a static C string.
+    let name = unsafe { std::ffi::CStr::from_ptr(def.0.ml_name) }
+        .to_str()
+        .expect("ASCII");
+    let original = ty.getattr(name)?.unbind();
+    // SAFETY: the GIL is held; `def` is a static method definition; the new
+    // descriptor replaces pyo3's in the type's own dict, before any subclass or
+    // instance exists, and the type's caches are invalidated after.
+    unsafe {
+        let tp = ty.as_type_ptr();
+        let descr = ffi::PyDescr_NewMethod(tp, std::ptr::from_ref(&def.0).cast_mut());
+        let descr = Bound::from_owned_ptr_or_err(py, descr)?;
+        let key = PyString::new(py, name);
+        if ffi::PyDict_SetItem((*tp).tp_dict, key.as_ptr(), descr.as_ptr()) != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        ffi::PyType_Modified(tp);
+    }
+    Ok(original)
 }

@@ -436,3 +436,15 @@ pub fn other_threads_exist(_py: Python<'_>) -> bool {
         !head.is_null() && !ffi::PyThreadState_Next(head).is_null()
     }
 }
+
+/// Release a reference the caller knows is dropped with the GIL held, with a plain
+/// decref: pyo3's `Drop for Py` first asks a thread-local whether the thread is
+/// attached (a `__tls_get_addr` call from this shared library) for every field.
+#[inline(always)]
+pub fn decref_now<T>(obj: Option<Py<T>>) {
+    if let Some(obj) = obj {
+        // SAFETY: callers only use this where the GIL is held (deallocators and
+        // the fields of objects only ever dropped by them).
+        unsafe { ffi::Py_DECREF(obj.into_ptr()) }
+    }
+}

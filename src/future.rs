@@ -79,6 +79,33 @@ pub struct FutureCore {
     pub awaited_by: Vec<Py<PyAny>>,
 }
 
+impl Drop for FutureCore {
+    fn drop(&mut self) {
+        // A future's state is dropped with the GIL held (its deallocator, or a
+        // temporary under the GIL): release every field with a plain decref.
+        ffi::decref_now(self.loop_.take());
+        ffi::decref_now(self.native_loop.take());
+        ffi::decref_now(self.result.take());
+        ffi::decref_now(self.exception.take());
+        ffi::decref_now(self.exception_tb.take());
+        ffi::decref_now(self.cancel_message.take());
+        ffi::decref_now(self.cancelled_exc.take());
+        ffi::decref_now(self.source_traceback.take());
+        for w in self.awaited_by.drain(..) {
+            ffi::decref_now(Some(w));
+        }
+        for cb in self.callbacks.drain(..) {
+            match cb {
+                DoneCallback::Py { cb, ctx } => {
+                    ffi::decref_now(Some(cb));
+                    ffi::decref_now(Some(ctx));
+                }
+                DoneCallback::Wakeup(task) => ffi::decref_now(Some(task)),
+            }
+        }
+    }
+}
+
 impl FutureCore {
     /// A future not yet bound to a loop.
     pub fn empty() -> Self {
@@ -210,6 +237,21 @@ pub fn make_cancelled_error<'py>(fut: &Bound<'py, Future>) -> PyResult<Bound<'py
         return Ok(saved.into_bound(py));
     }
     new_cancelled_error(py, msg.as_ref())
+}
+
+/// `Future.exception()`: the exception (or None); raises CancelledError or
+/// InvalidStateError.
+pub fn future_exception(fut: &Bound<'_, Future>) -> PyResult<Option<Py<PyAny>>> {
+    let py = fut.py();
+    match fut.get().state(py) {
+        FutState::Cancelled => Err(PyErr::from_value(make_cancelled_error(fut)?)),
+        FutState::Pending => Err(invalid_state(py, "Exception is not set.".to_owned())),
+        FutState::Finished => {
+            let mut c = fut.get().core.borrow_mut(py);
+            c.log_traceback = false;
+            Ok(c.exception.as_ref().map(|e| e.clone_ref(py)))
+        }
+    }
 }
 
 /// Schedule every registered done-callback (the state has just left PENDING).
@@ -443,7 +485,7 @@ impl Future {
     }
 
     /// The loop the future is bound to.
-    fn get_loop(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    pub(crate) fn get_loop(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.core
             .borrow(py)
             .loop_
@@ -459,16 +501,7 @@ impl Future {
 
     /// The exception (or None); raises CancelledError or InvalidStateError.
     fn exception(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
-        let py = slf.py();
-        match slf.get().state(py) {
-            FutState::Cancelled => Err(PyErr::from_value(make_cancelled_error(slf)?)),
-            FutState::Pending => Err(invalid_state(py, "Exception is not set.".to_owned())),
-            FutState::Finished => {
-                let mut c = slf.get().core.borrow_mut(py);
-                c.log_traceback = false;
-                Ok(c.exception.as_ref().map(|e| e.clone_ref(py)))
-            }
-        }
+        future_exception(slf)
     }
 
     /// Mark the future done with `result`.
@@ -763,29 +796,10 @@ impl Future {
         Ok(())
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(c) = self.core.try_borrow_for_gc() {
-            visit.call(&c.loop_)?;
-            visit.call(&c.native_loop)?;
-            visit.call(&c.result)?;
-            visit.call(&c.exception)?;
-            visit.call(&c.exception_tb)?;
-            visit.call(&c.cancel_message)?;
-            visit.call(&c.cancelled_exc)?;
-            visit.call(&c.source_traceback)?;
-            for w in &c.awaited_by {
-                visit.call(w)?;
-            }
-            for cb in &c.callbacks {
-                match cb {
-                    DoneCallback::Py { cb, ctx } => {
-                        visit.call(cb)?;
-                        visit.call(ctx)?;
-                    }
-                    DoneCallback::Wakeup(task) => visit.call(task)?,
-                }
-            }
-        }
+    /// Replaced at start-up by the plain slot in `future_traverse.rs` (which visits
+    /// the instance's type, `__dict__` and fields); pyo3 requires a `__traverse__`
+    /// beside `__clear__`.
+    fn __traverse__(&self, _visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         Ok(())
     }
 

@@ -76,17 +76,6 @@ pub struct Handle {
     pub(crate) gc_detached: AtomicU8,
 }
 
-/// Release a handle's field with a plain decref.
-#[inline(always)]
-fn decref(obj: Option<Py<PyAny>>) {
-    if let Some(obj) = obj {
-        // SAFETY: a handle is only ever dropped with the GIL held (by its
-        // tp_dealloc, or where it was built from Bound references); a plain
-        // decref skips pyo3's thread-local check of that for every field.
-        unsafe { pyo3::ffi::Py_DECREF(obj.into_ptr()) }
-    }
-}
-
 impl Drop for Handle {
     fn drop(&mut self) {
         // A context `handle_gc` untracked must be tracked again before its last
@@ -97,12 +86,12 @@ impl Drop for Handle {
         if let Some(ctx) = &parts.context {
             crate::handle_gc::before_context_drop(detached, ctx);
         }
-        decref(parts.callback.take());
-        decref(parts.args.take().map(Py::into_any));
-        decref(parts.context.take());
-        decref(parts.loop_.take());
+        ffi::decref_now(parts.callback.take());
+        ffi::decref_now(parts.args.take());
+        ffi::decref_now(parts.context.take());
+        ffi::decref_now(parts.loop_.take());
         if let Some(debug) = parts.debug.take() {
-            decref(debug.source_traceback);
+            ffi::decref_now(debug.source_traceback);
         }
     }
 }

@@ -11,6 +11,8 @@ mod fast_calls;
 mod ffi;
 mod free_list;
 mod future;
+mod future_methods;
+mod future_traverse;
 mod gil_cell;
 mod gil_handoff;
 mod handle_gc;
@@ -73,6 +75,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<future::FutureIter>()?;
     future::install_fast_iternext(py);
     m.add_class::<task::Task>()?;
+    future_traverse::install(py);
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     handles::install_fast_traverse(py);
@@ -97,5 +100,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_free_list!(py, task::Task, TASK_FREE_LIST);
     direct_objects::install(py)?;
     fast_calls::install(py)?;
+    future_methods::install(py)?;
     Ok(())
 }

@@ -42,6 +42,16 @@ pub struct TaskCore {
     pub log_destroy_pending: bool,
 }
 
+impl Drop for TaskCore {
+    fn drop(&mut self) {
+        // Dropped with the GIL held (the task's deallocator): plain decrefs.
+        crate::ffi::decref_now(self.coro.take());
+        crate::ffi::decref_now(self.context.take());
+        crate::ffi::decref_now(self.name.take());
+        crate::ffi::decref_now(self.fut_waiter.take());
+    }
+}
+
 impl TaskCore {
     /// A task's state before `__init__`.
     pub(crate) fn empty() -> Self {
@@ -861,13 +871,10 @@ impl Task {
         self.core.borrow_mut(py).log_destroy_pending = value;
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(c) = self.core.try_borrow_for_gc() {
-            visit.call(&c.coro)?;
-            visit.call(&c.context)?;
-            visit.call(&c.name)?;
-            visit.call(&c.fut_waiter)?;
-        }
+    /// Replaced at start-up by the plain slot in `future_traverse.rs` (which visits
+    /// the instance's type, `__dict__` and fields); pyo3 requires a `__traverse__`
+    /// beside `__clear__`.
+    fn __traverse__(&self, _visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         Ok(())
     }
 

@@ -853,6 +853,50 @@ def test_cycle_through_a_future_is_collected(loop, through):
     assert holder["ref"]() is None
 
 
+@pytest.mark.parametrize("kind", ["future_subclass", "task_dict", "task_subclass"])
+def test_cycle_through_subclass_and_task_attributes_is_collected(loop, kind):
+    """``obj -> future -> attribute -> obj`` for an instance of a Python subclass of the
+    loop's Future and Task (the collector reaches the base's fields and the instance
+    dict through the subclass) and through a finished task's own attributes."""
+    holder = {}
+    future_type = type(loop.create_future())
+
+    async def done():
+        return None
+
+    task_type = type(loop.create_task(done()))
+    loop.run_until_complete(asyncio.sleep(0))
+
+    def make():
+        obj = _Holder()
+        if kind == "future_subclass":
+
+            class Sub(future_type):  # type: ignore[misc, valid-type]
+                pass
+
+            fut = Sub(loop=loop)
+            fut.set_result(obj)  # the base's field
+            fut.backref = obj  # the instance dict
+        else:
+            coro = done()
+            if kind == "task_subclass":
+
+                class SubTask(task_type):  # type: ignore[misc, valid-type]
+                    pass
+
+                fut = SubTask(coro, loop=loop)
+            else:
+                fut = loop.create_task(coro)
+            loop.run_until_complete(fut)
+            fut.backref = obj
+        obj.fut = fut
+        holder["ref"] = weakref.ref(obj)
+
+    make()
+    gc.collect()
+    assert holder["ref"]() is None
+
+
 @pytest.mark.parametrize("through", ["coroutine", "context", "name", "awaited_future"])
 def test_cycle_through_a_task_is_collected(loop, loop_errors, through):
     """A pending task in a cycle through its coroutine's frame, its context, its name or
