@@ -329,7 +329,8 @@ pub fn new_task<'py>(py: Python<'py>, future: Future, task: Task) -> PyResult<Bo
 }
 
 /// Free an instance of an exact probed class: untrack it, clear its weak
-/// references, drop its Rust values (`drop_values`), hand the block to the type's
+/// references, drop its Rust values (`drop_values`) and its instance dict, hand the
+/// block to the type's
 /// `tp_free` and release the instance's reference to its (heap) type -- what
 /// pyo3's deallocator does, without its trampoline.
 ///
@@ -353,6 +354,16 @@ unsafe fn release(obj: *mut ffi::PyObject, drop_values: impl FnOnce(*mut u8)) {
             }
         }
         drop_values(obj.cast());
+        if (*tp).tp_dictoffset > 0 {
+            let dict = obj
+                .cast::<u8>()
+                .add((*tp).tp_dictoffset as usize)
+                .cast::<*mut ffi::PyObject>();
+            let d = std::mem::replace(&mut *dict, std::ptr::null_mut());
+            if !d.is_null() {
+                ffi::Py_DECREF(d);
+            }
+        }
         match (*tp).tp_free {
             Some(free) => free(obj.cast()),
             None => ffi::PyObject_GC_Del(obj.cast()),
@@ -399,5 +410,34 @@ unsafe extern "C" fn timer_handle_dealloc(obj: *mut ffi::PyObject) {
             }),
             _ => forward(&TIMER_HANDLE_DEALLOC, obj),
         }
+    }
+}
+
+/// The end of a future's or task's deallocation, after its finaliser ran
+/// (`ffi::run_dealloc`): free an instance of exactly `Future` or `Task` here and
+/// return true; anything else (a Python subclass) is left to pyo3's deallocator.
+///
+/// # Safety
+/// Called from `tp_dealloc` (refcount zero, GIL held, finaliser done).
+pub unsafe fn release_future_or_task(obj: *mut ffi::PyObject) -> bool {
+    // SAFETY: per the function's contract; only exact probed types are freed, each
+    // with its own placement; the task's value is dropped before its future's, as
+    // pyo3 does.
+    unsafe {
+        let tp = ffi::Py_TYPE(obj) as usize;
+        if let Some(p) = FUTURE.get().filter(|p| p.ty == tp) {
+            release(obj, |base| {
+                std::ptr::drop_in_place(base.add(p.offsets[0]).cast::<Future>())
+            });
+            return true;
+        }
+        if let Some(p) = TASK.get().filter(|p| p.ty == tp) {
+            release(obj, |base| {
+                std::ptr::drop_in_place(base.add(p.offsets[1]).cast::<Task>());
+                std::ptr::drop_in_place(base.add(p.offsets[0]).cast::<Future>());
+            });
+            return true;
+        }
+        false
     }
 }

@@ -177,6 +177,10 @@ pub unsafe fn run_dealloc(slot: &FinalizerSlot, obj: *mut ffi::PyObject) {
     if unsafe { ffi::PyObject_CallFinalizerFromDealloc(obj) } < 0 {
         return;
     }
+    // SAFETY: the finaliser ran and did not resurrect the object.
+    if unsafe { crate::direct_objects::release_future_or_task(obj) } {
+        return;
+    }
     let addr = slot.orig_dealloc.get().copied().unwrap_or(0);
     if addr != 0 {
         // SAFETY: `addr` is the tp_dealloc pyo3 installed for this type, stored at init.

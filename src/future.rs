@@ -49,6 +49,11 @@ pub enum DoneCallback {
     Wakeup(Py<Task>),
 }
 
+/// A future's done-callbacks: the first one is kept inline (most futures get
+/// exactly one, the task awaiting them), so registering it allocates nothing --
+/// as asyncio's C future keeps `fut_callback0` beside its list.
+pub type Callbacks = smallvec::SmallVec<[DoneCallback; 1]>;
+
 /// The mutable state of a future.
 pub struct FutureCore {
     /// The loop the future is bound to (`None` until `__init__`).
@@ -64,7 +69,7 @@ pub struct FutureCore {
     /// The exception's traceback at the time it was set.
     pub exception_tb: Option<Py<PyAny>>,
     /// Pending done-callbacks.
-    pub callbacks: Vec<DoneCallback>,
+    pub callbacks: Callbacks,
     /// `cancel(msg)`'s message.
     pub cancel_message: Option<Py<PyAny>>,
     /// The CancelledError that cancelled a task, re-raised by `result()`.
@@ -116,7 +121,7 @@ impl FutureCore {
             result: None,
             exception: None,
             exception_tb: None,
-            callbacks: Vec::new(),
+            callbacks: Callbacks::new(),
             cancel_message: None,
             cancelled_exc: None,
             log_traceback: false,
@@ -270,15 +275,19 @@ pub fn schedule_callbacks(fut: &Bound<'_, Future>) -> PyResult<()> {
     };
     if let Some(native) = native {
         let fut_obj = fut.clone().into_any().unbind();
-        let items = callbacks.into_iter().map(|cb| match cb {
+        let ready = |cb| match cb {
             DoneCallback::Py { cb, ctx } => Ready::Callback {
                 cb,
                 arg: fut_obj.clone_ref(py),
                 ctx,
             },
             DoneCallback::Wakeup(task) => Ready::Wakeup(task, fut_obj.clone_ref(py)),
-        });
-        let items: Vec<Ready> = items.collect();
+        };
+        if callbacks.len() == 1 {
+            let cb = callbacks.into_iter().next().expect("one callback");
+            return native.get().push_ready(py, ready(cb));
+        }
+        let items: Vec<Ready> = callbacks.into_iter().map(ready).collect();
         return native.get().push_ready_many(py, items);
     }
     let Some(loop_) = loop_ else {
@@ -555,7 +564,7 @@ impl Future {
         check_initialized(slf)?;
         let callbacks = std::mem::take(&mut slf.get().core.borrow_mut(py).callbacks);
         let total = callbacks.len();
-        let mut kept = Vec::with_capacity(total);
+        let mut kept = Callbacks::with_capacity(total);
         let mut removed = Vec::new();
         let mut error = None;
         for cb in callbacks {
