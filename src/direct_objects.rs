@@ -26,7 +26,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::type_object::PyTypeInfo;
 
-use crate::future::{Future, FutureCore};
+use crate::future::{Future, FutureCore, FutureIter};
 use crate::gil_cell::GilCell;
 use crate::handles::{Handle, TimerHandle};
 use crate::task::{Task, TaskCore};
@@ -57,10 +57,12 @@ static HANDLE: Probed<1> = Probed::new();
 static TIMER_HANDLE: Probed<2> = Probed::new();
 static FUTURE: Probed<1> = Probed::new();
 static TASK: Probed<2> = Probed::new();
+static FUTURE_ITER: Probed<1> = Probed::new();
 
 /// pyo3's deallocators, for instances of subclasses.
 static HANDLE_DEALLOC: OnceLock<usize> = OnceLock::new();
 static TIMER_HANDLE_DEALLOC: OnceLock<usize> = OnceLock::new();
+static FUTURE_ITER_DEALLOC: OnceLock<usize> = OnceLock::new();
 
 /// `Py_TPFLAGS_MANAGED_WEAKREF | Py_TPFLAGS_MANAGED_DICT` (3.12+; the dict flag
 /// from 3.11): slots kept in front of the object, which a zeroed block would miss.
@@ -170,12 +172,27 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     let _ = TASK.0.set(placement);
     drop(task);
 
+    let iter = Bound::new(
+        py,
+        FutureIter::new(Bound::new(py, sample_future())?.unbind()),
+    )?;
+    // SAFETY: as above.
+    let placement = unsafe { probe(iter.as_ptr(), [value_span(iter.get())]) };
+    let _ = FUTURE_ITER.0.set(placement);
+    drop(iter);
+
     install_dealloc::<Handle>(py, &HANDLE_DEALLOC, handle_dealloc, HANDLE.get().is_some());
     install_dealloc::<TimerHandle>(
         py,
         &TIMER_HANDLE_DEALLOC,
         timer_handle_dealloc,
         TIMER_HANDLE.get().is_some(),
+    );
+    install_dealloc::<FutureIter>(
+        py,
+        &FUTURE_ITER_DEALLOC,
+        future_iter_dealloc,
+        FUTURE_ITER.get().is_some(),
     );
     Ok(())
 }
@@ -189,6 +206,7 @@ pub fn _direct_object_classes() -> Vec<&'static str> {
         ("TimerHandle", TIMER_HANDLE.get().is_some()),
         ("Future", FUTURE.get().is_some()),
         ("Task", TASK.get().is_some()),
+        ("FutureIter", FUTURE_ITER.get().is_some()),
     ]
     .into_iter()
     .filter_map(|(name, direct)| direct.then_some(name))
@@ -328,6 +346,21 @@ pub fn new_task<'py>(py: Python<'py>, future: Future, task: Task) -> PyResult<Bo
     }
 }
 
+/// The iterator `await future` drives, directly.
+pub fn new_future_iter(py: Python<'_>, future: Py<Future>) -> PyResult<Py<FutureIter>> {
+    let Some(p) = FUTURE_ITER.get() else {
+        return Py::new(py, FutureIter::new(future));
+    };
+    // SAFETY: as in `new_handle`.
+    unsafe {
+        let obj = alloc(py, p.ty as *mut ffi::PyTypeObject)?;
+        put(obj, p.offsets[0], FutureIter::new(future));
+        Ok(Bound::from_owned_ptr(py, obj)
+            .cast_into_unchecked()
+            .unbind())
+    }
+}
+
 /// Free an instance of an exact probed class: untrack it, clear its weak
 /// references, drop its Rust values (`drop_values`) and its instance dict, hand the
 /// block to the type's
@@ -395,6 +428,18 @@ unsafe extern "C" fn handle_dealloc(obj: *mut ffi::PyObject) {
                 std::ptr::drop_in_place(base.add(p.offsets[0]).cast::<Handle>())
             }),
             _ => forward(&HANDLE_DEALLOC, obj),
+        }
+    }
+}
+
+unsafe extern "C" fn future_iter_dealloc(obj: *mut ffi::PyObject) {
+    // SAFETY: as in `handle_dealloc` (FutureIter is final: every instance is exact).
+    unsafe {
+        match FUTURE_ITER.get() {
+            Some(p) if ffi::Py_TYPE(obj) as usize == p.ty => release(obj, |base| {
+                std::ptr::drop_in_place(base.add(p.offsets[0]).cast::<FutureIter>())
+            }),
+            _ => forward(&FUTURE_ITER_DEALLOC, obj),
         }
     }
 }

@@ -167,14 +167,17 @@ pub unsafe fn run_finalizer(slot: &FinalizerSlot, obj: *mut ffi::PyObject) {
 }
 
 /// Body of a `tp_dealloc` trampoline: run `tp_finalize` once (it may resurrect
-/// the object), then the original pyo3 deallocator.
+/// the object) unless it has nothing to do, then free the object (directly for
+/// exact futures and tasks, else with the original pyo3 deallocator).
 ///
 /// # Safety
 /// Called by CPython as `tp_dealloc` with a refcount of zero and the GIL held.
 pub unsafe fn run_dealloc(slot: &FinalizerSlot, obj: *mut ffi::PyObject) {
+    // SAFETY: `obj` is the object being deallocated, with the GIL held.
+    let finalize = unsafe { crate::task::finalizer_has_work(obj) };
     // SAFETY: CPython's documented protocol for calling a finaliser from a
     // deallocator; it returns -1 if the object was resurrected.
-    if unsafe { ffi::PyObject_CallFinalizerFromDealloc(obj) } < 0 {
+    if finalize && unsafe { ffi::PyObject_CallFinalizerFromDealloc(obj) } < 0 {
         return;
     }
     // SAFETY: the finaliser ran and did not resurrect the object.

@@ -605,9 +605,7 @@ impl Future {
 
     fn __await__(slf: &Bound<'_, Self>) -> PyResult<FutureIter> {
         check_initialized(slf)?;
-        Ok(FutureIter {
-            future: GilCell::new(Some(slf.clone().unbind())),
-        })
+        Ok(FutureIter::new(slf.clone().unbind()))
     }
 
     fn __iter__(slf: &Bound<'_, Self>) -> PyResult<FutureIter> {
@@ -834,7 +832,7 @@ impl Future {
     }
 }
 
-fn check_initialized(fut: &Bound<'_, Future>) -> PyResult<()> {
+pub(crate) fn check_initialized(fut: &Bound<'_, Future>) -> PyResult<()> {
     if fut.get().core.borrow(fut.py()).loop_.is_none() {
         return Err(PyRuntimeError::new_err("Future object is not initialized."));
     }
@@ -885,6 +883,22 @@ pub fn finalize_future(obj: &Bound<'_, PyAny>) {
 #[pyclass(module = "ferroloop._ferroloop", frozen)]
 pub struct FutureIter {
     future: GilCell<Option<Py<Future>>>,
+}
+
+impl FutureIter {
+    /// The iterator for `await future`.
+    pub(crate) fn new(future: Py<Future>) -> Self {
+        FutureIter {
+            future: GilCell::new(Some(future)),
+        }
+    }
+}
+
+impl Drop for FutureIter {
+    fn drop(&mut self) {
+        // Dropped with the GIL held (its deallocator): a plain decref.
+        ffi::decref_now(self.future.get_mut().take());
+    }
 }
 
 /// What one step of `await future` gives.

@@ -1,5 +1,5 @@
-//! `Future.done`, `cancelled`, `result`, `exception` and `get_loop` as plain
-//! `METH_NOARGS` methods.
+//! `Future.done`, `cancelled`, `result`, `exception`, `get_loop` and `set_result`,
+//! `await future` and `loop.create_future` as plain C methods and slots.
 //!
 //! asyncio's own Python code calls these on every future it handles (`gather`'s
 //! done-callback asks each child `cancelled()`, `exception()`, `result()`;
@@ -14,8 +14,11 @@
 use pyo3::ffi;
 use pyo3::prelude::*;
 
+use crate::event_loop::EventLoop;
 use crate::fast_calls::{replace_method, MethodDef};
-use crate::future::{future_exception, future_result, FutState, Future};
+use crate::future::{
+    check_initialized, future_exception, future_result, future_set_result, FutState, Future,
+};
 
 /// Return `result` to CPython: a new reference, or NULL with the error set.
 fn into_ptr(py: Python<'_>, result: PyResult<Py<PyAny>>) -> *mut ffi::PyObject {
@@ -94,11 +97,93 @@ noargs_method!(
     |fut| fut.get().get_loop(fut.py())
 );
 
-/// Replace pyo3's five methods on `Future` (module start-up).
+/// `future.set_result(value)` (`METH_O`).
+static SET_RESULT: MethodDef = {
+    unsafe extern "C" fn call(
+        slf: *mut ffi::PyObject,
+        value: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: called by CPython's method descriptor with the GIL held, `slf` a
+        // Future (checked by the descriptor) and `value` a borrowed argument.
+        unsafe {
+            let py = Python::assume_attached();
+            let fut = pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<Future>();
+            let value = pyo3::Borrowed::from_ptr(py, value).to_owned().unbind();
+            let done = check_initialized(&fut).and_then(|()| future_set_result(&fut, value));
+            into_ptr(py, done.map(|()| py.None()))
+        }
+    }
+    MethodDef(ffi::PyMethodDef {
+        ml_name: c"set_result".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: call },
+        ml_flags: ffi::METH_O,
+        ml_doc: c"Mark the future done with `result`.".as_ptr(),
+    })
+};
+
+/// `loop.create_future()` (`METH_NOARGS` on the native loop).
+static CREATE_FUTURE: MethodDef = {
+    unsafe extern "C" fn call(
+        slf: *mut ffi::PyObject,
+        _unused: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: called by CPython's method descriptor with the GIL held and `slf`
+        // an EventLoop (checked by the descriptor).
+        unsafe {
+            let py = Python::assume_attached();
+            let lp = pyo3::Borrowed::from_ptr(py, slf);
+            let fut = Future::bound_to(py, &lp)
+                .and_then(|f| crate::direct_objects::new_future(py, f))
+                .map(Py::into_any);
+            into_ptr(py, fut)
+        }
+    }
+    MethodDef(ffi::PyMethodDef {
+        ml_name: c"create_future".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunction: call },
+        ml_flags: ffi::METH_NOARGS,
+        ml_doc: c"A new native Future bound to this loop.".as_ptr(),
+    })
+};
+
+/// `await future`: the `am_await` slot (pyo3's wrapper made the iterator through
+/// its generic initialiser; `future.__await__()` called by name keeps it).
+unsafe extern "C" fn future_await(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls the slot with the GIL held and a Future (or subclass).
+    unsafe {
+        let py = Python::assume_attached();
+        let fut = pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<Future>();
+        let iter = check_initialized(&fut).and_then(|()| {
+            crate::direct_objects::new_future_iter(py, fut.to_owned().unbind()).map(Py::into_any)
+        });
+        into_ptr(py, iter)
+    }
+}
+
+/// Replace pyo3's methods and `am_await` on `Future`, and `create_future` on the
+/// loop (module start-up, before any subclass exists).
 pub fn install(py: Python<'_>) -> PyResult<()> {
     let ty = py.get_type::<Future>();
-    for def in [&DONE, &CANCELLED, &RESULT, &EXCEPTION, &GET_LOOP] {
+    for def in [
+        &DONE,
+        &CANCELLED,
+        &RESULT,
+        &EXCEPTION,
+        &GET_LOOP,
+        &SET_RESULT,
+    ] {
         replace_method(&ty, def)?;
+    }
+    replace_method(&py.get_type::<EventLoop>(), &CREATE_FUTURE)?;
+    // SAFETY: the GIL is held; Future's heap type has its own `tp_as_async` table
+    // (pyo3 gave it `__await__`), read by CPython at each `await`; subclasses made
+    // later copy the slot.
+    unsafe {
+        let tp = ty.as_type_ptr();
+        let table = (*tp).tp_as_async;
+        if !table.is_null() {
+            (*table).am_await = Some(future_await);
+        }
     }
     Ok(())
 }

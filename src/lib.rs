@@ -98,6 +98,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     install_free_list!(py, handles::TimerHandle, TIMER_HANDLE_FREE_LIST);
     install_free_list!(py, future::Future, FUTURE_FREE_LIST);
     install_free_list!(py, task::Task, TASK_FREE_LIST);
+    install_free_list!(py, future::FutureIter, FUTURE_ITER_FREE_LIST);
     direct_objects::install(py)?;
     fast_calls::install(py)?;
     future_methods::install(py)?;

@@ -894,6 +894,37 @@ impl Task {
     }
 }
 
+/// Whether the finaliser of `obj` (being deallocated) could report anything: for
+/// an instance of exactly `Future` or `Task` only when an exception was never
+/// retrieved or a task is dropped pending; anything else (a subclass) always
+/// runs it. Most futures and tasks end with nothing to report, and calling the
+/// finaliser from the deallocator resurrects the object around a call that does
+/// nothing.
+///
+/// # Safety
+/// `obj` is a Future or Task being deallocated, with the GIL held.
+pub unsafe fn finalizer_has_work(obj: *mut pyo3::ffi::PyObject) -> bool {
+    use pyo3::type_object::PyTypeInfo;
+    // SAFETY: per the function's contract; nothing else holds a borrow of the
+    // state of an object being deallocated.
+    unsafe {
+        let py = Python::assume_attached();
+        let tp = pyo3::ffi::Py_TYPE(obj);
+        let fut = pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<Future>();
+        let core = fut.get().core.borrow(py);
+        if tp == Future::type_object_raw(py) {
+            return core.log_traceback;
+        }
+        if tp == Task::type_object_raw(py) {
+            let task = pyo3::Borrowed::from_ptr(py, obj).cast_unchecked::<Task>();
+            let pending = core.state == FutState::Pending;
+            return core.log_traceback
+                || (pending && task.get().core.borrow(py).log_destroy_pending);
+        }
+        true
+    }
+}
+
 /// Finaliser: log "Task was destroyed but it is pending!" like `Task.__del__`,
 /// then the Future's "exception was never retrieved".
 pub fn finalize_task(obj: &Bound<'_, PyAny>) {

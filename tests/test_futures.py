@@ -536,3 +536,65 @@ def test_exception_in_done_callback_reported(loop, loop_errors, make_future):
     assert ctx["message"] == f"Exception in callback {callback_source(bad, (fut,))}"
     assert type(ctx["exception"]) is ValueError
     assert repr(ctx["handle"]) == f"<Handle {callback_source(bad, (fut,))}>"
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [
+        ("done", (1,)),
+        ("cancelled", (1,)),
+        ("result", (1,)),
+        ("exception", (1,)),
+        ("get_loop", (1,)),
+        ("set_result", ()),
+        ("set_result", (1, 2)),
+    ],
+)
+def test_method_argument_errors(make_future, method, args):
+    """A wrong number of arguments is asyncio's TypeError naming the method (the
+    exact wording of the C future's message changes between Pythons), and leaves
+    the future as it was."""
+    fut = make_future()
+    with pytest.raises(TypeError) as err:
+        getattr(fut, method)(*args)
+    assert f"{method}() takes " in str(err.value)
+    assert f"({len(args)} given)" in str(err.value) or "no arguments" in str(err.value)
+    assert not fut.done()
+
+
+def test_methods_reached_through_a_task_and_a_subclass(loop, impl):
+    """The future's methods answer the same on a task and on an instance of a
+    Python subclass, and a subclass's own override wins."""
+
+    class Sub(impl.future_class):
+        def done(self):
+            return "overridden"
+
+    async def finish():
+        return 7
+
+    task = loop.create_task(finish())
+    loop.run_until_complete(task)
+    assert (task.done(), task.cancelled(), task.result(), task.exception()) == (
+        True,
+        False,
+        7,
+        None,
+    )
+    assert task.get_loop() is loop
+    sub = Sub(loop=loop)
+    assert sub.done() == "overridden"
+    sub.set_result(3)
+    assert (sub.cancelled(), sub.result(), sub.exception(), sub.get_loop()) == (
+        False,
+        3,
+        None,
+        loop,
+    )
+    assert loop.run_until_complete(sub) == 3
+
+
+def test_create_future_takes_no_arguments(loop):
+    """``loop.create_future(1)`` is a TypeError on every loop."""
+    with pytest.raises(TypeError):
+        loop.create_future(1)

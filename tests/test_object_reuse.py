@@ -207,9 +207,15 @@ def test_weak_reference_callbacks_run_once_when_freed(loop, kind):
 
 
 def test_hot_classes_take_the_direct_paths():
-    """ferroloop builds and frees its four most frequent classes itself: the layout
+    """ferroloop builds and frees its five most frequent classes itself: the layout
     probe at import accepted each (a pyo3 that lays instances out differently
     would fall back silently to its own, slower paths -- this says so)."""
     from ferroloop import _ferroloop
 
-    assert _ferroloop._direct_object_classes() == ["Handle", "TimerHandle", "Future", "Task"]
+    assert _ferroloop._direct_object_classes() == [
+        "Handle",
+        "TimerHandle",
+        "Future",
+        "Task",
+        "FutureIter",
+    ]
