@@ -209,35 +209,92 @@ unsafe fn shrink_bytes(obj: &mut *mut ffi::PyObject, len: usize) -> bool {
     unsafe { _PyBytes_Resize(obj, len as ffi::Py_ssize_t) == 0 }
 }
 
-/// `recv(2)` of up to `len` bytes straight into a new `bytes` object (no copy
-/// through an intermediate buffer): `Ok(Ok(bytes))`, `Ok(Err(errno))` when the
-/// receive failed, `Err(MemoryError)` when the object could not be allocated.
+/// An unshared `bytes` object kept from the last receive that did not hand its
+/// buffer out (the receive failed -- typically EAGAIN -- or brought only a few
+/// bytes, which were copied out): the next receive of the same size reuses it
+/// instead of allocating and freeing a buffer of `n` bytes again.
+static SPARE_RECV_BUFFER: std::sync::atomic::AtomicPtr<ffi::PyObject> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// Receives of at most this many bytes are copied out of the buffer into a
+/// `bytes` object of their own size, and the buffer is kept for the next one.
+const COPY_OUT_MAX: usize = 16 * 1024;
+
+/// Keep `obj` (a fresh `bytes` object only the caller holds) as the spare buffer,
+/// or release it if one is already kept.
+fn keep_spare(obj: *mut ffi::PyObject) {
+    use std::sync::atomic::Ordering;
+    // SAFETY: `obj` is a live bytes object (the empty one is a shared singleton:
+    // never kept).
+    if unsafe { ffi::PyBytes_Size(obj) } == 0
+        || SPARE_RECV_BUFFER
+            .compare_exchange(
+                std::ptr::null_mut(),
+                obj,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+    {
+        // SAFETY: the caller's only reference (called with the GIL held).
+        unsafe { ffi::Py_DECREF(obj) };
+    }
+}
+
+/// `recv(2)` of up to `len` bytes into a `bytes` object: `Ok(Ok(bytes))`,
+/// `Ok(Err(errno))` when the receive failed, `Err(MemoryError)` when no object
+/// could be allocated. The receive goes straight into a buffer of `len` bytes (the
+/// spare one when it has that size); a large result is that buffer, shrunk; a
+/// small one is copied into an object of its size and the buffer kept for the
+/// next receive.
 pub fn recv_into_new_bytes(
     py: Python<'_>,
     fd: i32,
     len: usize,
 ) -> PyResult<Result<Bound<'_, pyo3::types::PyBytes>, i32>> {
+    use std::sync::atomic::Ordering;
     let Ok(size) = ffi::Py_ssize_t::try_from(len) else {
         return Err(pyo3::exceptions::PyOverflowError::new_err(
             "buffer size too large",
         ));
     };
-    // SAFETY: a NULL source asks CPython for an uninitialised bytes object of `len`.
-    let mut obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) };
+    let spare = SPARE_RECV_BUFFER.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    // SAFETY: the spare is a bytes object only this module holds (see keep_spare).
+    let mut obj = if !spare.is_null() && unsafe { ffi::PyBytes_Size(spare) } == size {
+        spare
+    } else {
+        if !spare.is_null() {
+            keep_spare(spare);
+        }
+        // SAFETY: a NULL source asks CPython for an uninitialised bytes object.
+        unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) }
+    };
     if obj.is_null() {
         return Err(PyErr::fetch(py));
     }
-    // SAFETY: `obj` is a fresh bytes object we own; its buffer has `len` writable bytes
-    // (nobody else can see the object yet).
+    // SAFETY: `obj` is a bytes object only we hold; its buffer has `len` writable
+    // bytes (nobody else can see the object).
     let n = unsafe { libc::recv(fd, ffi::PyBytes_AsString(obj).cast(), len, 0) };
     if n < 0 {
         let errno = crate::errors::last_errno();
-        // SAFETY: release our only reference to the unused object.
-        unsafe { ffi::Py_DECREF(obj) };
+        keep_spare(obj);
         return Ok(Err(errno));
     }
+    let n = n as usize;
+    if n < len && n <= COPY_OUT_MAX {
+        // SAFETY: the first `n` bytes of the buffer were written by recv.
+        let small = unsafe { ffi::PyBytes_FromStringAndSize(ffi::PyBytes_AsString(obj), n as _) };
+        keep_spare(obj);
+        if small.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        // SAFETY: a new owned reference.
+        return Ok(Ok(unsafe {
+            Bound::from_owned_ptr(py, small).cast_into_unchecked()
+        }));
+    }
     // SAFETY: `obj` is the fresh bytes object only we hold.
-    if (n as usize) < len && !unsafe { shrink_bytes(&mut obj, n as usize) } {
+    if n < len && !unsafe { shrink_bytes(&mut obj, n) } {
         return Err(PyErr::fetch(py));
     }
     // SAFETY: `obj` is a valid owned reference.

@@ -86,6 +86,39 @@ def test_sock_recv_eof(loop, pair):
     assert run(loop, main()) == b""
 
 
+def test_sock_recv_results_are_independent_objects(loop, pair):
+    """Every received ``bytes`` keeps its content: small and large results, results
+    between waits that found nothing, and results of different buffer sizes
+    (ferroloop reuses one receive buffer for small results: src/ffi.rs)."""
+    a, b = pair
+    sizes = [1, 100, 1024, 5000, 16 * 1024, 16 * 1024 + 1, 60000, 7, 0]
+
+    async def main():
+        got = []
+        for i, size in enumerate(sizes):
+            payload = bytes([i + 1]) * size
+            if size:
+                waiter = asyncio.ensure_future(loop.sock_recv(a, 65536))
+                await asyncio.sleep(0)  # the receive found nothing and waits
+                b.sendall(payload)
+                data = await waiter
+                while len(data) < size:
+                    data += await loop.sock_recv(a, 65536)
+                got.append(data)
+            b.send(b"z" * (i + 1))
+            got.append(await loop.sock_recv(a, 4096 if i % 2 else 65536))
+        return got
+
+    got = run(loop, main())
+    expected = []
+    for i, size in enumerate(sizes):
+        if size:
+            expected.append(bytes([i + 1]) * size)
+        expected.append(b"z" * (i + 1))
+    assert got == expected
+    assert len({id(x) for x in got}) == len(got)
+
+
 def test_sock_recv_into(loop, pair):
     a, b = pair
     buf = bytearray(8)

@@ -65,7 +65,6 @@ _BORROWED = {
         "_start_serving",
         "_accept_connection",
         "_accept_connection2",
-        "_ensure_fd_no_transport",
         "add_reader",
         "remove_reader",
         "add_writer",
@@ -287,6 +286,21 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
     start_tls = start_tls
 
     # -- low-level socket operations --------------------------------------------
+
+    def _ensure_fd_no_transport(self, fd):
+        """Raise if a transport uses ``fd`` (the stdlib's check, for every ``sock_*``
+        wait and ``add_reader``/``add_writer``).
+
+        The stdlib's reads ``self._transports[fd]`` and catches the KeyError that a
+        socket with no transport -- nearly always -- raises: an exception per wait.
+        An int that is not a key of the weak dictionary's table has no transport;
+        anything else gets the stdlib's code, its errors and its messages.
+        """
+        if type(fd) is int and fd not in self._transports.data:
+            return
+        self._stdlib_ensure_fd_no_transport(fd)
+
+    _stdlib_ensure_fd_no_transport = _Selector._ensure_fd_no_transport
 
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from the non-blocking socket ``sock``.
