@@ -49,10 +49,11 @@ pub enum DoneCallback {
     Wakeup(Py<Task>),
 }
 
-/// A future's done-callbacks: the first one is kept inline (most futures get
-/// exactly one, the task awaiting them), so registering it allocates nothing --
-/// as asyncio's C future keeps `fut_callback0` beside its list.
-pub type Callbacks = smallvec::SmallVec<[DoneCallback; 1]>;
+/// A future's done-callbacks: the first two are kept inline (most futures get one
+/// or two: the task awaiting them, and the loop's own clean-up for a socket
+/// wait), so registering them allocates nothing -- as asyncio's C future keeps
+/// `fut_callback0` beside its list.
+pub type Callbacks = smallvec::SmallVec<[DoneCallback; 2]>;
 
 /// The mutable state of a future.
 pub struct FutureCore {
@@ -275,20 +276,23 @@ pub fn schedule_callbacks(fut: &Bound<'_, Future>) -> PyResult<()> {
     };
     if let Some(native) = native {
         let fut_obj = fut.clone().into_any().unbind();
-        let ready = |cb| match cb {
-            DoneCallback::Py { cb, ctx } => Ready::Callback {
-                cb,
-                arg: fut_obj.clone_ref(py),
-                ctx,
-            },
-            DoneCallback::Wakeup(task) => Ready::Wakeup(task, fut_obj.clone_ref(py)),
-        };
-        if callbacks.len() == 1 {
-            let cb = callbacks.into_iter().next().expect("one callback");
-            return native.get().push_ready(py, ready(cb));
+        let this = native.get();
+        for cb in callbacks {
+            // Queued one by one (no list to allocate); a closed loop refuses the
+            // first, and the rest are dropped with the error.
+            this.push_ready(
+                py,
+                match cb {
+                    DoneCallback::Py { cb, ctx } => Ready::Callback {
+                        cb,
+                        arg: fut_obj.clone_ref(py),
+                        ctx,
+                    },
+                    DoneCallback::Wakeup(task) => Ready::Wakeup(task, fut_obj.clone_ref(py)),
+                },
+            )?;
         }
-        let items: Vec<Ready> = callbacks.into_iter().map(ready).collect();
-        return native.get().push_ready_many(py, items);
+        return Ok(());
     }
     let Some(loop_) = loop_ else {
         return Err(PyRuntimeError::new_err("Future object is not initialized."));

@@ -86,6 +86,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sock_ops::SockRecv>()?;
     m.add_class::<datagram::DatagramPump>()?;
     m.add_function(wrap_pyfunction!(sock_ops::_sock_recv_now, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_ops::_sock_send_now, m)?)?;
     m.add_function(wrap_pyfunction!(threadpool::_shutdown_all_pools, m)?)?;
     m.add_function(wrap_pyfunction!(future::_set_class_views, m)?)?;
     m.add_function(wrap_pyfunction!(direct_objects::_direct_object_classes, m)?)?;

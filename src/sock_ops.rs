@@ -11,6 +11,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use pyo3::PyTraverseError;
 
 use crate::event_loop::EventLoop;
@@ -179,4 +180,26 @@ pub fn watch_recv(
         (op.getattr(intern!(py, "_done"))?,),
     )?;
     Ok(())
+}
+
+/// `sock.send(data)` on a non-blocking socket's fd: the number of bytes sent, 0
+/// when the socket cannot take any now (where `sock.send` raises
+/// BlockingIOError), the OSError `sock.send` would raise otherwise. An
+/// interrupted send runs the signal handlers and is retried, as `sock.send` does.
+#[pyfunction]
+pub fn _sock_send_now(py: Python<'_>, fd: RawFd, data: &Bound<'_, PyBytes>) -> PyResult<usize> {
+    let buf = data.as_bytes();
+    loop {
+        // SAFETY: `buf` is the bytes object's buffer, alive and unchanged (bytes
+        // are immutable) for the call; send(2) only reads it.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), 0) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match crate::errors::last_errno() {
+            libc::EINTR => py.check_signals()?,
+            e if crate::errors::would_block(e) => return Ok(0),
+            e => return Err(crate::errors::from_errno(e)),
+        }
+    }
 }

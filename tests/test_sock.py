@@ -404,6 +404,58 @@ def test_sock_sendall_broken_pipe(loop, pair):
         run(loop, loop.sock_sendall(a, b"x" * 100))
 
 
+def test_sock_sendall_socket_subclass_send_is_called(loop, pair):
+    """A socket subclass's own ``send`` is what sends (asyncio calls ``sock.send``)."""
+
+    class Counting(socket.socket):
+        calls = 0
+
+        def send(self, *args):
+            type(self).calls += 1
+            return super().send(*args)
+
+    a, b = pair
+    sub = Counting(a.family, a.type, fileno=a.detach())
+    sub.setblocking(False)
+    try:
+        run(loop, loop.sock_sendall(sub, b"hello"))
+        assert Counting.calls == 1
+        assert b.recv(10) == b"hello"
+    finally:
+        sub.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024, 4 * 1024 * 1024])
+def test_sock_sendall_delivers_everything_in_order(loop, pair, size):
+    """All of ``data`` arrives, in order, whether the first send takes it all, part
+    of it (the rest waits for the socket) or nothing is to be sent."""
+    a, b = pair
+    payload = os.urandom(size)
+
+    async def main():
+        received = bytearray()
+
+        async def reader():
+            while len(received) < size:
+                received.extend(await loop.sock_recv(b, 65536))
+
+        task = asyncio.ensure_future(reader())
+        await loop.sock_sendall(a, payload)
+        await asyncio.wait_for(task, 30)
+        return bytes(received)
+
+    assert run(loop, main()) == payload
+
+
+def test_sock_sendall_on_a_closed_socket(loop, pair):
+    """A closed socket gives the stdlib's OSError (EBADF)."""
+    a, _ = pair
+    a.close()
+    with pytest.raises(OSError) as err:
+        run(loop, loop.sock_sendall(a, b"x"))
+    assert err.value.errno == errno.EBADF
+
+
 def test_sock_sendto_returns_count(loop, udp_pair):
     a, b = udp_pair
 

@@ -169,6 +169,9 @@ class TlsProtocolCore:
 def _sock_recv_now(fd: int, n: int) -> bytes | None:
     """``sock.recv(n)`` on a non-blocking fd; ``None`` when nothing is waiting."""
 
+def _sock_send_now(fd: int, data: bytes) -> int:
+    """``sock.send(data)`` on a non-blocking fd; 0 when it cannot take any now."""
+
 def _set_handle_views(handle_view: type, timer_view: type) -> None:
     """Register the classes native handles report as ``__class__``."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import os
 import selectors
 import socket
@@ -22,7 +23,13 @@ import warnings
 import weakref
 from asyncio import base_events, coroutines, events, futures, selector_events, unix_events
 
-from ._ferroloop import EventLoop, _after_fork_child, _shutdown_all_pools, _sock_recv_now
+from ._ferroloop import (
+    EventLoop,
+    _after_fork_child,
+    _shutdown_all_pools,
+    _sock_recv_now,
+    _sock_send_now,
+)
 from .datagram import DatagramTransport
 from .sslproto import start_tls
 from .transports import SocketTransport, make_ssl_transport
@@ -78,7 +85,6 @@ _BORROWED = {
         "_sock_recvfrom",
         "sock_recvfrom_into",
         "_sock_recvfrom_into",
-        "sock_sendall",
         "_sock_sendall",
         "sock_sendto",
         "_sock_sendto",
@@ -318,6 +324,26 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         fut = self.create_future()
         self._ensure_fd_no_transport(fd)
         self._sock_recv_wait(fut, sock, fd, n)
+        return await fut
+
+    async def sock_sendall(self, sock, data):
+        """Send all of ``data`` on the non-blocking socket ``sock``.
+
+        ``bytes`` on a plain non-blocking ``socket.socket`` are sent natively (no
+        argument parsing, no exception when the socket is full); what does not fit
+        waits for the socket as in the stdlib. Any other socket or data takes the
+        stdlib's path, with its checks and errors.
+        """
+        if type(sock) is not socket.socket or type(data) is not bytes or sock.gettimeout() != 0:
+            return await _Selector.sock_sendall(self, sock, data)
+        n = _sock_send_now(sock.fileno(), data)
+        if n == len(data):
+            return
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = self._add_writer(fd, self._sock_sendall, fut, sock, memoryview(data), [n])
+        fut.add_done_callback(functools.partial(self._sock_write_done, fd, handle=handle))
         return await fut
 
     # -- subprocesses -------------------------------------------------------------
