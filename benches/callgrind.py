@@ -11,6 +11,8 @@ interpreter's start-up, the imports and the loop's creation taken out.
     python benches/callgrind.py --loops ferroloop,rloop,uvloop,asyncio --workloads sleep_zero
     python benches/callgrind.py --family net --workloads sock_echo_1k
 
+Every measured process runs with ``PYTHONHASHSEED=0``: with random string hashes the
+dict lookups of the same code took a different number of probes in each process.
 Counts include every thread (``call_soon_threadsafe``'s senders too).  Instructions are not
 time -- cache misses, syscalls and lock waits are not in them -- so this complements
 ``micro.py``; it does not replace it.  No figure here is a threshold.
@@ -59,7 +61,11 @@ def instructions(family: str, workload: str, loop: str, n: int) -> int:
             "-c",
             code,
         ]
-        proc = subprocess.run(cmd, check=False, capture_output=True, timeout=1800)
+        # One hash seed for every process: string hashes decide how many probes each
+        # dict lookup takes, which moved counts by up to ~4 % between two runs of
+        # the same code (the n and 3n runs, or two builds being compared).
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        proc = subprocess.run(cmd, check=False, capture_output=True, timeout=1800, env=env)
         if proc.returncode != 0:
             tail = proc.stderr.decode(errors="replace")[-2000:]
             raise RuntimeError(f"{workload} on {loop} failed:\n{tail}")

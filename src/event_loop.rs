@@ -532,28 +532,17 @@ impl EventLoop {
 
     /// Queue the readers/writers of every fd the poll reported ready.
     fn dispatch_io(py: Python<'_>, this: &EventLoop) {
-        let ready: Vec<(i32, bool, bool, bool)> = {
-            let events = this.events.lock();
-            events
-                .iter()
-                .filter(|e| e.token() != WAKER_TOKEN)
-                .map(|e| {
-                    let err = e.is_error();
-                    (
-                        e.token().0 as i32,
-                        e.is_readable() || e.is_read_closed() || err,
-                        e.is_writable() || e.is_write_closed() || err,
-                        e.is_read_closed() || err,
-                    )
-                })
-                .collect()
-        };
-        if ready.is_empty() {
-            return;
-        }
+        // The poll is over: the events are read in place (no list per iteration)
+        // while the loop's state is borrowed; nothing here runs Python code.
+        let events = this.events.lock();
         let mut st = this.state.borrow_mut(py);
         let st = &mut *st;
-        for (fd, readable, writable, hup) in ready {
+        for e in events.iter().filter(|e| e.token() != WAKER_TOKEN) {
+            let err = e.is_error();
+            let fd = e.token().0 as i32;
+            let readable = e.is_readable() || e.is_read_closed() || err;
+            let writable = e.is_writable() || e.is_write_closed() || err;
+            let hup = e.is_read_closed() || err;
             let Some(entry) = st.io.entries.get(&fd) else {
                 continue;
             };

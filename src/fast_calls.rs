@@ -215,7 +215,31 @@ unsafe fn call_original(
             "ferroloop is not initialised",
         ));
     };
-    let original = &originals[method as usize];
+    // SAFETY: per the function's contract.
+    unsafe {
+        call_with_vector(
+            py,
+            originals[method as usize].bind(py),
+            slf,
+            args,
+            nargs,
+            kwnames,
+        )
+    }
+}
+
+/// Call `original(slf, *args, **kwargs)` with a vectorcall argument vector.
+///
+/// # Safety
+/// `args` holds `nargs` positionals and one value per name in `kwnames`.
+pub unsafe fn call_with_vector(
+    py: Python<'_>,
+    original: &Bound<'_, PyAny>,
+    slf: &Bound<'_, PyAny>,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
     // SAFETY: `args` holds `nargs` positionals and one value per keyword name.
     unsafe {
         let mut call_args = vec![slf.clone()];
@@ -231,7 +255,7 @@ unsafe fn call_original(
             Some(dict)
         };
         let tuple = PyTuple::new(py, call_args)?;
-        Ok(original.bind(py).call(tuple, kwargs.as_ref())?.unbind())
+        Ok(original.call(tuple, kwargs.as_ref())?.unbind())
     }
 }
 

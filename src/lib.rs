@@ -26,6 +26,7 @@ mod threadpool;
 mod timers;
 mod tls;
 mod transport;
+mod transport_write;
 
 use pyo3::prelude::*;
 
@@ -103,5 +104,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     direct_objects::install(py)?;
     fast_calls::install(py)?;
     future_methods::install(py)?;
+    transport_write::install(py)?;
     Ok(())
 }

@@ -670,7 +670,7 @@ impl StreamTransport {
     }
 
     /// Write bytes: sent at once when possible, the rest buffered.
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         // Copy-free for bytes; other bytes-like objects are copied once.
         if let Ok(b) = data.cast::<PyBytes>() {
             return Self::write_bytes(slf, b);

@@ -92,6 +92,25 @@ def test_write_rejects_non_bytes(loop, data):
     assert msg == f"data argument must be a bytes-like object, not {type(data).__name__!r}"
 
 
+def test_write_argument_shapes(loop):
+    """``write(data=...)`` by keyword works as the stdlib's Python method does; no
+    argument, two, or an unknown keyword is a TypeError naming ``write``."""
+
+    async def main():
+        tr, pr, peer = await tcp_connected(loop, lambda: Recorder(loop))
+        with peer:
+            tr.write(data=b"kw")
+            for args, kwargs in [((), {}), ((b"a", b"b"), {}), ((), {"buf": b"x"})]:
+                with pytest.raises(TypeError, match=r"write\(\)"):
+                    tr.write(*args, **kwargs)
+            tr.close()
+            data = await sock_recv_all(loop, peer)
+            await pr.lost
+        return data
+
+    assert run(loop, main()) == b"kw"
+
+
 def test_zero_length_writes(loop, asyncio_logger_caplog):
     async def main():
         tr, pr, peer = await tcp_connected(loop, lambda: Recorder(loop))
