@@ -15,7 +15,9 @@ use pyo3::types::PyBytes;
 use pyo3::PyTraverseError;
 
 use crate::event_loop::EventLoop;
-use crate::future::{future_set_exception, future_set_result, FutState, Future};
+use crate::future::{
+    add_native_callback, future_set_exception, future_set_result, DoneCallback, FutState, Future,
+};
 use crate::handles::Handle;
 use crate::io::Direction;
 
@@ -98,8 +100,15 @@ fn is_done(fut: &Bound<'_, PyAny>) -> PyResult<bool> {
 
 #[pymethods]
 impl SockRecv {
-    /// The fd is readable: receive, resolve the future (a spurious wake-up waits on).
-    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+    /// Called with no argument, as the fd's reader: receive and resolve the future
+    /// (a spurious wake-up waits on). Called with the future, as its done-callback:
+    /// stop watching the fd (asyncio's `_sock_read_done`). One callable for both
+    /// spares a bound method per wait.
+    #[pyo3(signature = (done_future = None))]
+    fn __call__(&mut self, py: Python<'_>, done_future: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        if done_future.is_some() {
+            return self.done(py);
+        }
         let (Some(fut), Some(sock)) = (&self.fut, &self.sock) else {
             return Ok(());
         };
@@ -118,9 +127,25 @@ impl SockRecv {
         }
     }
 
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.fut)?;
+        visit.call(&self.sock)?;
+        visit.call(&self.handle)
+    }
+
+    fn __clear__(&mut self) {
+        self.loop_ = None;
+        self.fut = None;
+        self.sock = None;
+        self.handle = None;
+    }
+}
+
+impl SockRecv {
     /// The future is done: stop watching the fd, unless our reader was replaced
     /// (its handle cancelled) in the meantime.
-    fn _done(&mut self, py: Python<'_>, _fut: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn done(&mut self, py: Python<'_>) -> PyResult<()> {
         let handle = self.handle.take();
         self.fut = None;
         let Some(loop_) = self.loop_.take() else {
@@ -135,20 +160,6 @@ impl SockRecv {
             Some(sock) => EventLoop::release_sock_reader(loop_.bind(py), self.fd, sock.bind(py)),
             None => EventLoop::remove_fd_io(loop_.bind(py), self.fd, Direction::Read).map(drop),
         }
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.fut)?;
-        visit.call(&self.sock)?;
-        visit.call(&self.handle)
-    }
-
-    fn __clear__(&mut self) {
-        self.loop_ = None;
-        self.fut = None;
-        self.sock = None;
-        self.handle = None;
     }
 }
 
@@ -175,11 +186,20 @@ pub fn watch_recv(
     )?;
     let handle = EventLoop::add_sock_reader(loop_, fd, sock, op.as_any())?;
     op.borrow_mut().handle = Some(handle);
-    fut.call_method1(
-        intern!(py, "add_done_callback"),
-        (op.getattr(intern!(py, "_done"))?,),
-    )?;
-    Ok(())
+    match fut.cast::<Future>() {
+        // A native future takes the callback directly (what its
+        // `add_done_callback` does, without the method call).
+        Ok(native) if fut.is_exact_instance_of::<Future>() => add_native_callback(
+            native,
+            DoneCallback::Py {
+                cb: op.into_any().unbind(),
+                ctx: crate::ffi::copy_current_context(py)?.unbind(),
+            },
+        ),
+        _ => fut
+            .call_method1(intern!(py, "add_done_callback"), (op,))
+            .map(drop),
+    }
 }
 
 /// `sock.send(data)` on a non-blocking socket's fd: the number of bytes sent, 0

@@ -176,10 +176,7 @@ fn loop_is_running(task: &Bound<'_, Task>) -> PyResult<bool> {
     let py = task.py();
     match task_loop(task)? {
         (_, Some(native)) => Ok(native.get().is_running(py)),
-        (loop_, None) => loop_
-            .bind(py)
-            .call_method0(intern!(py, "is_running"))?
-            .is_truthy(),
+        (loop_, None) => loop_.call_method0(intern!(py, "is_running"))?.is_truthy(),
     }
 }
 
@@ -242,13 +239,17 @@ fn eager_start_task(task: &Bound<'_, Task>) -> PyResult<()> {
     stepped.and(swapped_back).and(finished)
 }
 
-fn task_loop(task: &Bound<'_, Task>) -> PyResult<(Py<PyAny>, Option<Py<EventLoop>>)> {
+/// The task's loop, and the native loop when it is one (new references as
+/// `Bound`s: released with a plain decref, as every step takes them).
+fn task_loop<'py>(
+    task: &Bound<'py, Task>,
+) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, EventLoop>>)> {
     let py = task.py();
     let c = task.as_super().get().core.borrow(py);
     match &c.loop_ {
         Some(l) => Ok((
-            l.clone_ref(py),
-            c.native_loop.as_ref().map(|n| n.clone_ref(py)),
+            l.bind(py).clone(),
+            c.native_loop.as_ref().map(|n| n.bind(py).clone()),
         )),
         None => Err(PyRuntimeError::new_err("Future object is not initialized.")),
     }
@@ -273,9 +274,7 @@ pub fn schedule_step(task: &Bound<'_, Task>, exc: Option<Py<PyAny>>) -> PyResult
     )?;
     let kwargs = PyDict::new(py);
     kwargs.set_item(intern!(py, "context"), ctx)?;
-    loop_
-        .bind(py)
-        .call_method(intern!(py, "call_soon"), (step,), Some(&kwargs))?;
+    loop_.call_method(intern!(py, "call_soon"), (step,), Some(&kwargs))?;
     Ok(())
 }
 
@@ -338,7 +337,7 @@ pub fn task_cancel(task: &Bound<'_, Task>, msg: Option<Py<PyAny>>) -> PyResult<b
 }
 
 /// `asyncio.tasks._enter_task(loop, task)`.
-fn enter_task(py: Python<'_>, loop_: &Py<PyAny>, task: &Bound<'_, Task>) -> PyResult<()> {
+fn enter_task(py: Python<'_>, loop_: &Bound<'_, PyAny>, task: &Bound<'_, Task>) -> PyResult<()> {
     let r = refs(py);
     let Some(current) = &r.current_tasks else {
         r.enter_task.bind(py).call1((loop_, task))?;
@@ -356,7 +355,7 @@ fn enter_task(py: Python<'_>, loop_: &Py<PyAny>, task: &Bound<'_, Task>) -> PyRe
 }
 
 /// `asyncio.tasks._leave_task(loop, task)`.
-fn leave_task(py: Python<'_>, loop_: &Py<PyAny>, task: &Bound<'_, Task>) -> PyResult<()> {
+fn leave_task(py: Python<'_>, loop_: &Bound<'_, PyAny>, task: &Bound<'_, Task>) -> PyResult<()> {
     let r = refs(py);
     let Some(current) = &r.current_tasks else {
         r.leave_task.bind(py).call1((loop_, task))?;
@@ -417,15 +416,15 @@ fn step_body(task: &Bound<'_, Task>, exc: Option<Bound<'_, PyAny>>) -> PyResult<
     let (coro, old_waiter) = {
         let mut c = task.get().core.borrow_mut(py);
         (
-            c.coro.as_ref().map(|c| c.clone_ref(py)),
+            c.coro.as_ref().map(|c| c.bind(py).clone()),
             c.fut_waiter.take(),
         )
     };
-    drop(old_waiter);
+    ffi::decref_now(old_waiter);
     let Some(coro) = coro else {
         return Err(PyRuntimeError::new_err("Task object is not initialized."));
     };
-    let coro = coro.bind(py);
+    let coro = &coro;
     let outcome = match exc {
         None => ffi::iter_send(coro, &py.None().into_bound(py)),
         Some(e) => match coro.call_method1(intern!(py, "throw"), (e,)) {

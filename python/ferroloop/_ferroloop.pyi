@@ -194,8 +194,8 @@ class DatagramPump:
 class SockRecv:
     """A ``sock_recv`` waiting for its socket (the fd's reader, the future's done-callback)."""
 
-    def __call__(self) -> None: ...
-    def _done(self, fut: Any) -> None: ...
+    def __call__(self, done_future: Any = None) -> None:
+        """No argument: the fd is readable. The future: it is done, stop watching."""
 
 def _direct_object_classes() -> list[str]:
     """The native classes built and freed without pyo3's generic paths."""
