@@ -419,44 +419,36 @@ unsafe fn forward(orig: &OnceLock<usize>, obj: *mut ffi::PyObject) {
     }
 }
 
-unsafe extern "C" fn handle_dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: called by CPython as tp_dealloc with the GIL held; only instances of
-    // the exact probed type take the direct path.
-    unsafe {
-        match HANDLE.get() {
-            Some(p) if ffi::Py_TYPE(obj) as usize == p.ty => release(obj, |base| {
-                std::ptr::drop_in_place(base.add(p.offsets[0]).cast::<Handle>())
-            }),
-            _ => forward(&HANDLE_DEALLOC, obj),
+/// A `tp_dealloc` for a probed class: exact instances are freed by [`release`]
+/// (their values dropped most derived first, as pyo3 does), anything else goes to
+/// pyo3's deallocator.
+macro_rules! direct_dealloc {
+    ($name:ident, $probed:ident, $orig:ident, $($ty:ty => $index:literal),+) => {
+        unsafe extern "C" fn $name(obj: *mut ffi::PyObject) {
+            // SAFETY: called by CPython as tp_dealloc with the GIL held; only
+            // instances of the exact probed type take the direct path, with the
+            // offsets probed for it.
+            unsafe {
+                match $probed.get() {
+                    Some(p) if ffi::Py_TYPE(obj) as usize == p.ty => release(obj, |base| {
+                        $(std::ptr::drop_in_place(base.add(p.offsets[$index]).cast::<$ty>());)+
+                    }),
+                    _ => forward(&$orig, obj),
+                }
+            }
         }
-    }
+    };
 }
 
-unsafe extern "C" fn future_iter_dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: as in `handle_dealloc` (FutureIter is final: every instance is exact).
-    unsafe {
-        match FUTURE_ITER.get() {
-            Some(p) if ffi::Py_TYPE(obj) as usize == p.ty => release(obj, |base| {
-                std::ptr::drop_in_place(base.add(p.offsets[0]).cast::<FutureIter>())
-            }),
-            _ => forward(&FUTURE_ITER_DEALLOC, obj),
-        }
-    }
-}
-
-unsafe extern "C" fn timer_handle_dealloc(obj: *mut ffi::PyObject) {
-    // SAFETY: as in `handle_dealloc`; the subclass's value is dropped before the
-    // base's, as pyo3 does.
-    unsafe {
-        match TIMER_HANDLE.get() {
-            Some(p) if ffi::Py_TYPE(obj) as usize == p.ty => release(obj, |base| {
-                std::ptr::drop_in_place(base.add(p.offsets[1]).cast::<TimerHandle>());
-                std::ptr::drop_in_place(base.add(p.offsets[0]).cast::<Handle>());
-            }),
-            _ => forward(&TIMER_HANDLE_DEALLOC, obj),
-        }
-    }
-}
+direct_dealloc!(handle_dealloc, HANDLE, HANDLE_DEALLOC, Handle => 0);
+direct_dealloc!(
+    timer_handle_dealloc,
+    TIMER_HANDLE,
+    TIMER_HANDLE_DEALLOC,
+    TimerHandle => 1,
+    Handle => 0
+);
+direct_dealloc!(future_iter_dealloc, FUTURE_ITER, FUTURE_ITER_DEALLOC, FutureIter => 0);
 
 /// The end of a future's or task's deallocation, after its finaliser ran
 /// (`ffi::run_dealloc`): free an instance of exactly `Future` or `Task` here and

@@ -38,113 +38,106 @@ fn py_bool(py: Python<'_>, value: bool) -> PyResult<Py<PyAny>> {
         .unbind())
 }
 
-/// A static `METH_NOARGS` method named `$name` whose body `$body` takes the future.
-macro_rules! noargs_method {
-    ($def:ident, $name:literal, $doc:literal, $body:expr) => {
+/// A static C method `$name` (`METH_NOARGS` or `METH_O`, `$flags`) of the class
+/// `$recv`, whose body `$body` takes the receiver and the argument (None for
+/// `METH_NOARGS`).
+macro_rules! c_method {
+    ($def:ident, $name:literal, $flags:expr, $doc:literal, $recv:ty, $body:expr) => {
         static $def: MethodDef = {
             unsafe extern "C" fn call(
                 slf: *mut ffi::PyObject,
-                _unused: *mut ffi::PyObject,
+                arg: *mut ffi::PyObject,
             ) -> *mut ffi::PyObject {
-                // SAFETY: called by CPython's method descriptor with the GIL held and
-                // `slf` an instance of `Future` (or a subclass): the descriptor
-                // checked it.
+                // SAFETY: called by CPython's method descriptor with the GIL held,
+                // `slf` an instance of `$recv` or a subclass (the descriptor checked
+                // it) and `arg` a borrowed argument (NULL for METH_NOARGS).
                 unsafe {
                     let py = Python::assume_attached();
-                    let fut = pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<Future>();
-                    let body: fn(&Bound<'_, Future>) -> PyResult<Py<PyAny>> = $body;
-                    into_ptr(py, body(&fut))
+                    let slf = pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<$recv>();
+                    let arg = (!arg.is_null()).then(|| pyo3::Borrowed::from_ptr(py, arg));
+                    let body: fn(
+                        &Bound<'_, $recv>,
+                        Option<pyo3::Borrowed<'_, '_, PyAny>>,
+                    ) -> PyResult<Py<PyAny>> = $body;
+                    into_ptr(py, body(&slf, arg))
                 }
             }
             MethodDef(ffi::PyMethodDef {
                 ml_name: $name.as_ptr(),
                 ml_meth: ffi::PyMethodDefPointer { PyCFunction: call },
-                ml_flags: ffi::METH_NOARGS,
+                ml_flags: $flags,
                 ml_doc: $doc.as_ptr(),
             })
         };
     };
 }
 
-noargs_method!(
+c_method!(
     DONE,
     c"done",
+    ffi::METH_NOARGS,
     c"Whether the future is done (result, exception or cancelled).",
-    |fut| py_bool(fut.py(), fut.get().state(fut.py()) != FutState::Pending)
+    Future,
+    |fut, _| py_bool(fut.py(), fut.get().state(fut.py()) != FutState::Pending)
 );
-noargs_method!(
+c_method!(
     CANCELLED,
     c"cancelled",
+    ffi::METH_NOARGS,
     c"Whether the future was cancelled.",
-    |fut| py_bool(fut.py(), fut.get().state(fut.py()) == FutState::Cancelled)
+    Future,
+    |fut, _| py_bool(fut.py(), fut.get().state(fut.py()) == FutState::Cancelled)
 );
-noargs_method!(
+c_method!(
     RESULT,
     c"result",
+    ffi::METH_NOARGS,
     c"The result; raises the exception, CancelledError, or InvalidStateError.",
-    future_result
+    Future,
+    |fut, _| future_result(fut)
 );
-noargs_method!(
+c_method!(
     EXCEPTION,
     c"exception",
+    ffi::METH_NOARGS,
     c"The exception (or None); raises CancelledError or InvalidStateError.",
-    |fut| future_exception(fut).map(|e| e.unwrap_or_else(|| fut.py().None()))
+    Future,
+    |fut, _| future_exception(fut).map(|e| e.unwrap_or_else(|| fut.py().None()))
 );
-noargs_method!(
+c_method!(
     GET_LOOP,
     c"get_loop",
+    ffi::METH_NOARGS,
     c"The loop the future is bound to.",
-    |fut| fut.get().get_loop(fut.py())
+    Future,
+    |fut, _| fut.get().get_loop(fut.py())
 );
-
-/// `future.set_result(value)` (`METH_O`).
-static SET_RESULT: MethodDef = {
-    unsafe extern "C" fn call(
-        slf: *mut ffi::PyObject,
-        value: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
-        // SAFETY: called by CPython's method descriptor with the GIL held, `slf` a
-        // Future (checked by the descriptor) and `value` a borrowed argument.
-        unsafe {
-            let py = Python::assume_attached();
-            let fut = pyo3::Borrowed::from_ptr(py, slf).cast_unchecked::<Future>();
-            let value = pyo3::Borrowed::from_ptr(py, value).to_owned().unbind();
-            let done = check_initialized(&fut).and_then(|()| future_set_result(&fut, value));
-            into_ptr(py, done.map(|()| py.None()))
-        }
+c_method!(
+    SET_RESULT,
+    c"set_result",
+    ffi::METH_O,
+    c"Mark the future done with `result`.",
+    Future,
+    |fut, value| {
+        let value = value
+            .map(|v| v.to_owned().unbind())
+            .unwrap_or_else(|| fut.py().None());
+        check_initialized(fut)?;
+        future_set_result(fut, value)?;
+        Ok(fut.py().None())
     }
-    MethodDef(ffi::PyMethodDef {
-        ml_name: c"set_result".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: call },
-        ml_flags: ffi::METH_O,
-        ml_doc: c"Mark the future done with `result`.".as_ptr(),
-    })
-};
-
-/// `loop.create_future()` (`METH_NOARGS` on the native loop).
-static CREATE_FUTURE: MethodDef = {
-    unsafe extern "C" fn call(
-        slf: *mut ffi::PyObject,
-        _unused: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
-        // SAFETY: called by CPython's method descriptor with the GIL held and `slf`
-        // an EventLoop (checked by the descriptor).
-        unsafe {
-            let py = Python::assume_attached();
-            let lp = pyo3::Borrowed::from_ptr(py, slf);
-            let fut = Future::bound_to(py, &lp)
-                .and_then(|f| crate::direct_objects::new_future(py, f))
-                .map(Py::into_any);
-            into_ptr(py, fut)
-        }
+);
+c_method!(
+    CREATE_FUTURE,
+    c"create_future",
+    ffi::METH_NOARGS,
+    c"A new native Future bound to this loop.",
+    EventLoop,
+    |lp, _| {
+        let fut = Future::bound_to(lp.py(), lp.as_any())?;
+        crate::direct_objects::new_future(lp.py(), fut).map(Py::into_any)
     }
-    MethodDef(ffi::PyMethodDef {
-        ml_name: c"create_future".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer { PyCFunction: call },
-        ml_flags: ffi::METH_NOARGS,
-        ml_doc: c"A new native Future bound to this loop.".as_ptr(),
-    })
-};
+);
 
 /// `await future`: the `am_await` slot (pyo3's wrapper made the iterator through
 /// its generic initialiser; `future.__await__()` called by name keeps it).
