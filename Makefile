@@ -103,7 +103,7 @@ soak: build $(VENV)/.bench-stamp
 
 # A representative subset of the suite on ferroloop under valgrind memcheck.
 VALGRIND := valgrind --tool=memcheck --undef-value-errors=no --suppressions=tests/soak/valgrind-python.supp --num-callers=40 --leak-check=no
-SANITIZE_TESTS := tests/test_futures.py tests/test_tasks.py tests/test_callbacks.py tests/test_timers.py tests/test_cancellation.py tests/test_context.py tests/test_refs.py tests/test_exception_handler.py tests/test_threadsafe.py tests/test_executor.py tests/test_readers_writers.py tests/test_stream_transport.py tests/test_tcp.py tests/test_unix_sockets.py tests/test_differential.py tests/test_property_differential.py tests/test_hostile.py tests/test_leaks.py tests/test_concurrency_stress.py tests/test_sock.py tests/test_tls_records.py tests/test_udp.py
+SANITIZE_TESTS := tests/test_object_reuse.py tests/test_collect_at_every_allocation.py tests/test_futures.py tests/test_tasks.py tests/test_callbacks.py tests/test_timers.py tests/test_cancellation.py tests/test_context.py tests/test_refs.py tests/test_exception_handler.py tests/test_threadsafe.py tests/test_executor.py tests/test_readers_writers.py tests/test_stream_transport.py tests/test_tcp.py tests/test_unix_sockets.py tests/test_differential.py tests/test_property_differential.py tests/test_hostile.py tests/test_leaks.py tests/test_concurrency_stress.py tests/test_sock.py tests/test_tls_records.py tests/test_udp.py
 
 sanitize: build
 	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
