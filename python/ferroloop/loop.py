@@ -336,11 +336,11 @@ class Loop(EventLoop, asyncio.AbstractEventLoop):
         """
         if type(sock) is not socket.socket or type(data) is not bytes or sock.gettimeout() != 0:
             return await _Selector.sock_sendall(self, sock, data)
-        n = _sock_send_now(sock.fileno(), data)
+        fd = sock.fileno()
+        n = _sock_send_now(fd, data)
         if n == len(data):
             return
         fut = self.create_future()
-        fd = sock.fileno()
         self._ensure_fd_no_transport(fd)
         handle = self._add_writer(fd, self._sock_sendall, fut, sock, memoryview(data), [n])
         fut.add_done_callback(functools.partial(self._sock_write_done, fd, handle=handle))
