@@ -354,6 +354,9 @@ impl EventLoop {
         }
         let ctx = match context {
             Some(c) if !c.is_none() => c.clone().unbind(),
+            // A one-shot handle keeps the caller's variables and makes its context
+            // on the loop's thread (`context_snapshot`).
+            _ if oneshot => crate::context_snapshot::capture(py)?.unbind(),
             _ => ffi::copy_current_context(py)?.unbind(),
         };
         let args = if args.is_empty() {
@@ -916,6 +919,9 @@ impl EventLoop {
                         h.get().release_callback(py, h.as_any());
                     }
                     handle_gc::rejoin(h);
+                } else {
+                    // About to be freed: its context may serve the next handle.
+                    h.get().recycle_context(py);
                 }
                 result
             }

@@ -127,6 +127,44 @@ impl Handle {
         }
     }
 
+    /// The handle's context, made from its snapshot first if it holds one
+    /// (`context_snapshot`); from then on the handle runs in and hands out that
+    /// context, as asyncio's handle does the copy it made when scheduled.
+    fn context_object(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let mut p = self.parts.borrow_mut(py);
+        match &mut p.context {
+            Some(ctx) => {
+                if crate::context_snapshot::is_snapshot(ctx.bind(py)) {
+                    crate::context_snapshot::materialize_in_place(py, ctx)?;
+                }
+                Ok(Some(ctx.clone_ref(py)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A one-shot handle the loop ran and is about to free (nothing else references
+    /// it): give its context to `context_snapshot::recycle`, which keeps it for the
+    /// next handle when nothing else references the context either.
+    pub(crate) fn recycle_context(&self, py: Python<'_>) {
+        if !self.oneshot || !crate::context_snapshot::enabled() {
+            return;
+        }
+        let ctx = {
+            let mut p = self.parts.borrow_mut(py);
+            match &p.context {
+                // Only a context nothing else references can be kept.
+                Some(c) if ffi::refcount(c.bind(py)) == 1 => p.context.take(),
+                _ => None,
+            }
+        };
+        if let Some(ctx) = ctx {
+            let detached = self.gc_detached.load(Ordering::Relaxed);
+            crate::handle_gc::before_context_drop(detached, &ctx);
+            crate::context_snapshot::recycle(ctx.into_bound(py));
+        }
+    }
+
     /// The repr saved when the callback was dropped (debug mode).
     fn saved_repr(&self, py: Python<'_>) -> Option<String> {
         self.parts
@@ -182,13 +220,20 @@ pub fn run_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
     }
     // Bound (not Py) clones: their drops are plain decrefs.
     let (cb, args, ctx) = {
-        let p = h.parts.borrow(py);
-        match (&p.callback, &p.context) {
-            (Some(cb), Some(ctx)) => (
-                cb.bind(py).clone(),
-                p.args.as_ref().map(|a| a.bind(py).clone()),
-                ctx.bind(py).clone(),
-            ),
+        let mut p = h.parts.borrow_mut(py);
+        let p = &mut *p;
+        match (&p.callback, &mut p.context) {
+            (Some(cb), Some(ctx)) => {
+                // A snapshot becomes the handle's context now (`context_snapshot`).
+                if crate::context_snapshot::is_snapshot(ctx.bind(py)) {
+                    crate::context_snapshot::materialize_in_place(py, ctx)?;
+                }
+                (
+                    cb.bind(py).clone(),
+                    p.args.as_ref().map(|a| a.bind(py).clone()),
+                    ctx.bind(py).clone(),
+                )
+            }
             _ => return Ok(()),
         }
     };
@@ -352,14 +397,9 @@ impl Handle {
     }
 
     /// The `contextvars.Context` the callback runs in.
-    fn get_context(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+    fn get_context(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
         crate::handle_gc::rejoin_context(slf);
-        slf.get()
-            .parts
-            .borrow(slf.py())
-            .context
-            .as_ref()
-            .map(|c| c.clone_ref(slf.py()))
+        slf.get().context_object(slf.py())
     }
 
     /// Run the callback now (asyncio's `Handle._run`).
@@ -382,7 +422,7 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(slf: &Bound<'_, Self>) -> Option<Py<PyAny>> {
+    fn _context(slf: &Bound<'_, Self>) -> PyResult<Option<Py<PyAny>>> {
         Self::get_context(slf)
     }
 

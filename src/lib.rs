@@ -3,6 +3,7 @@
 
 mod call_graph;
 mod callbacks;
+mod context_snapshot;
 mod datagram;
 mod direct_objects;
 mod errors;
@@ -105,5 +106,10 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fast_calls::install(py)?;
     future_methods::install(py)?;
     transport_write::install(py)?;
+    context_snapshot::probe(py)?;
+    m.add_function(wrap_pyfunction!(
+        context_snapshot::_context_snapshot_layout,
+        m
+    )?)?;
     Ok(())
 }

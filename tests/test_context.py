@@ -276,3 +276,184 @@ def test_call_soon_threadsafe_from_another_thread_copies_that_threads_context(lo
     VAR.set("loop-thread")
     loop.run_until_complete(main())
     assert seen == ["at-call"]
+
+
+def _context_of(handle):
+    """The handle's context: ``get_context()`` (3.12+), else asyncio's ``_context`` slot."""
+    return handle.get_context() if hasattr(handle, "get_context") else handle._context
+
+
+def _schedule(loop, method, cb):
+    if method == "call_later":
+        return loop.call_later(0, cb)
+    return getattr(loop, method)(cb)
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_soon_threadsafe", "call_later"])
+@pytest.mark.parametrize("look_before_run", [True, False])
+def test_handle_context_is_the_one_context_the_callback_runs_in(loop, method, look_before_run):
+    """A handle's context is one object, holding the caller's variables as they were at
+    scheduling: what is set through it before the run is seen by the callback, the context
+    the callback runs in is the one the handle hands out (entered, so it cannot be entered
+    again), and what the callback sets is seen through it afterwards."""
+    seen = []
+    handles = []
+
+    def cb():
+        seen.append(VAR.get())
+        VAR.set("set-by-callback")
+        ctx = _context_of(handles[0])
+        seen.append(ctx[VAR])
+        seen.append(ctx)
+        with pytest.raises(RuntimeError):
+            ctx.run(lambda: None)
+
+    VAR.set("at-schedule")
+    handles.append(_schedule(loop, method, cb))
+    VAR.set("after-schedule")
+    if look_before_run:
+        ctx = _context_of(handles[0])
+        assert ctx is _context_of(handles[0])
+        assert ctx[VAR] == "at-schedule"
+        ctx.run(VAR.set, "set-through-the-handle")
+    loop.call_later(0.001, loop.stop)
+    loop.run_forever()
+    first = "set-through-the-handle" if look_before_run else "at-schedule"
+    assert seen[:2] == [first, "set-by-callback"]
+    assert seen[2] is _context_of(handles[0])
+    assert _context_of(handles[0])[VAR] == "set-by-callback"
+    assert VAR.get() == "after-schedule"
+
+
+@pytest.mark.parametrize("method", ["call_soon", "call_soon_threadsafe", "call_later"])
+def test_cancelled_handle_keeps_no_context_alive(loop, method):
+    """A cancelled handle lets go of what it captured (asyncio's cancel() drops the callback
+    and arguments; the context it copied goes with the handle)."""
+    import gc
+    import weakref
+
+    class Value:
+        pass
+
+    value = Value()
+    ref = weakref.ref(value)
+    VAR.set(value)
+    handle = _schedule(loop, method, lambda: None)
+    VAR.set("default")
+    del value
+    handle.cancel()
+    loop.call_later(0.001, loop.stop)
+    loop.run_forever()
+    del handle
+    gc.collect()
+    assert ref() is None
+
+
+def test_cycle_through_a_context_variable_is_collected(loop):
+    """A handle whose captured variables hold an object that holds the handle is garbage
+    once the loop is done with it, and the collector frees the cycle."""
+    import gc
+    import weakref
+
+    class Holder:
+        handle = None
+
+    holder = Holder()
+    ref = weakref.ref(holder)
+    VAR.set(holder)
+    holder.handle = loop.call_soon(lambda: None)
+    VAR.set("default")
+    del holder
+    loop.call_later(0.001, loop.stop)
+    loop.run_forever()
+    gc.collect()
+    assert ref() is None
+
+
+def test_fresh_thread_without_a_context_schedules_in_an_empty_one(loop):
+    """``call_soon_threadsafe`` from a thread that never touched contextvars runs the
+    callback with every variable at its default, even when the loop thread set them."""
+    seen = []
+    sent = threading.Event()
+
+    def producer():
+        loop.call_soon_threadsafe(lambda: seen.append(VAR.get()))
+        sent.set()
+
+    async def main():
+        VAR.set("loop-thread")
+        thread = threading.Thread(target=producer)
+        thread.start()
+        await loop.run_in_executor(None, sent.wait, 10)
+        thread.join()
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    loop.run_until_complete(main())
+    assert seen == ["default"]
+
+
+def test_handles_capture_variables_not_copies(ferroloop_only):
+    """ferroloop: the import-time probe found the fields a one-shot handle's context
+    snapshot reads, so handles take that path on this CPython (a layout change fails
+    here instead of silently copying every context again)."""
+    from ferroloop import _ferroloop
+
+    enabled, tstate_offset = _ferroloop._context_snapshot_layout()
+    assert enabled
+    assert tstate_offset > 0
+
+
+def test_token_from_one_callback_is_foreign_to_the_next(loop):
+    """Each callback runs in its own copy of the caller's context: a ``Token`` made in one
+    is rejected in the next (its context is another one), even once the first is done."""
+    tokens = []
+    errors = []
+
+    def first():
+        tokens.append(VAR.set("first"))
+
+    def second():
+        try:
+            VAR.reset(tokens[0])
+        except ValueError:
+            errors.append("ValueError")
+        seen.append(VAR.get())
+
+    seen = []
+    loop.call_soon(first)
+    loop.call_soon(second)
+    run_briefly(loop)
+    assert errors == ["ValueError"]
+    assert seen == ["default"]
+
+
+def test_values_a_callback_sets_are_freed_after_it_runs(loop):
+    """What a callback sets in its context goes with that context once the handle is done
+    (no collection needed, and before anything else is scheduled), and the next callback
+    starts from the caller's variables."""
+    import weakref
+
+    class Value:
+        pass
+
+    refs = []
+    seen = []
+
+    def setter():
+        value = Value()
+        refs.append(weakref.ref(value))
+        VAR.set(value)
+
+    async def main():
+        VAR.set("caller")
+        loop.call_soon(setter)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        alive = [ref() is not None for ref in refs]
+        loop.call_soon(lambda: seen.append(VAR.get()))
+        await asyncio.sleep(0)
+        return alive
+
+    assert loop.run_until_complete(main()) == [False]
+    assert seen == ["caller"]
