@@ -378,3 +378,46 @@ def test_stop_reaches_a_loop_flooded_from_many_threads(impl):
         t.join()
         loop.close()
         assert stopped, "the loop did not stop within 30 s of stop() under the flood"
+
+
+def test_flood_while_the_loop_thread_blocks_without_the_gil(impl):
+    """A callback blocks the loop's thread with the GIL released (a wait on an event)
+    while another thread makes 100,000 ``call_soon_threadsafe`` calls and then sets the
+    event: the producer must get through (ferroloop's back-pressure, past 2,048 queued
+    callbacks, may only give the GIL away, never wait for the loop), and every callback
+    then runs, in order."""
+    import threading
+
+    loop = impl.new_event_loop()
+    try:
+        blocking = threading.Event()
+        produced = threading.Event()
+        seen = []
+        waited = []
+
+        def blocker():
+            blocking.set()
+            waited.append(produced.wait(30))
+
+        def producer():
+            if not blocking.wait(30):
+                return
+            cst = loop.call_soon_threadsafe
+            for i in range(100_000):
+                cst(seen.append, i)
+            produced.set()
+
+        async def main():
+            thread = threading.Thread(target=producer)
+            thread.start()
+            loop.call_soon(blocker)
+            await asyncio.sleep(0)
+            while len(seen) < 100_000:
+                await asyncio.sleep(0.01)
+            thread.join()
+
+        loop.run_until_complete(asyncio.wait_for(main(), 60))
+        assert waited == [True]
+        assert seen == list(range(100_000))
+    finally:
+        loop.close()
