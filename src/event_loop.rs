@@ -484,6 +484,17 @@ impl EventLoop {
             if st.timers.len() > 0 {
                 let mut cancelled = Vec::new();
                 let now = ffi::monotonic();
+                let mut bulk = Vec::new();
+                if st
+                    .timers
+                    .take_due_in_bulk(py, now, &mut bulk, &mut cancelled)
+                {
+                    st.ready.extend(bulk.into_iter().map(|timer| {
+                        let handle: Py<Handle> = timer.bind(py).as_super().clone().unbind();
+                        drop(timer);
+                        Ready::Handle(handle)
+                    }));
+                }
                 while let Some(timer) = st.timers.pop_due(py, now, &mut cancelled) {
                     let handle: Py<Handle> = timer.bind(py).as_super().clone().unbind();
                     drop(timer);

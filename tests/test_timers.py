@@ -327,3 +327,40 @@ def test_ready_callbacks_run_before_timers_that_became_due_meanwhile(loop):
     loop.call_later(0.05, loop.stop)
     loop.run_forever()
     assert out == ["soon-after-slow", "timer"]
+
+
+@pytest.mark.parametrize("far", [0, 20])
+def test_thousands_of_timers_due_at_once_fire_in_deadline_order(loop, far):
+    """20,000 timers on 50 distinct deadlines (ties galore), every third one cancelled,
+    all due by the time the loop gets to them (it was blocked), plus ``far`` timers
+    that are not: the due ones run in (deadline, scheduling order), the cancelled ones
+    never, the far ones not early -- what popping a heap one entry at a time gives
+    (ferroloop takes such a heap in one pass). Equal deadlines run in an order asyncio
+    leaves open (its heap compares deadlines only); ferroloop's is scheduling order."""
+    import random
+
+    rng = random.Random(1234)
+    ran = []
+    base = loop.time()
+    expected = []
+    handles = []
+    deadline = {}
+    for i in range(20_000):
+        when = base + rng.randrange(50) * 1e-4
+        deadline[i] = when
+        handles.append(loop.call_at(when, ran.append, i))
+        if i % 3 == 0:
+            handles[-1].cancel()
+        else:
+            expected.append((when, i))
+    for j in range(far):
+        loop.call_at(base + 3600 + j, ran.append, -1 - j)
+    expected.sort()
+    time.sleep(0.02)  # every near deadline (at most 5 ms away) has passed
+    loop.call_later(0.05, loop.stop)
+    loop.run_forever()
+    assert sorted(ran) == sorted(i for _, i in expected)
+    deadlines = [deadline[i] for i in ran]
+    assert deadlines == sorted(deadlines)
+    if type(loop).__module__.startswith("ferroloop"):
+        assert ran == [i for _, i in expected]
