@@ -67,7 +67,7 @@ impl StreamState {
 }
 
 /// Native half of ferroloop's socket transport (`ferroloop.transports.SocketTransport`).
-#[pyclass(module = "ferroloop._ferroloop", subclass, frozen, weakref, dict)]
+#[pyclass(module = "ferroloop._ferroloop", subclass, frozen, weakref)]
 pub struct StreamTransport {
     state: GilCell<StreamState>,
 }

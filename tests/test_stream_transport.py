@@ -111,6 +111,31 @@ def test_write_argument_shapes(loop):
     assert run(loop, main()) == b"kw"
 
 
+def test_transport_takes_new_attributes_and_weak_references(loop, impl):
+    """A stream transport is an ordinary object to the code that holds it: a new
+    attribute is kept (and listed by ``vars()``), a weak reference works. On ferroloop
+    the instance dictionary is the interpreter's managed one (the native class has
+    none of its own), which is what lets ``transport.write`` and the other method
+    lookups from Python code be specialised."""
+    import weakref
+
+    async def main():
+        tr, pr, peer = await tcp_connected(loop, lambda: Recorder(loop))
+        with peer:
+            tr.custom_tag = "mine"
+            assert tr.custom_tag == "mine"
+            assert vars(tr)["custom_tag"] == "mine"
+            ref = weakref.ref(tr)
+            assert ref() is tr
+            if impl.name == "ferroloop":
+                managed_dict = 1 << 4  # Py_TPFLAGS_MANAGED_DICT (3.11+)
+                assert type(tr).__flags__ & managed_dict
+            tr.close()
+            await pr.lost
+
+    run(loop, main())
+
+
 def test_zero_length_writes(loop, asyncio_logger_caplog):
     async def main():
         tr, pr, peer = await tcp_connected(loop, lambda: Recorder(loop))
