@@ -257,25 +257,40 @@ def test_call_soon_threadsafe_from_another_thread_copies_that_threads_context(lo
     """The callback runs in a copy of the calling thread's context as it was at the call
     (asyncio's contract; rloop 0.5 runs it in whatever context is current later)."""
     seen = []
-    sent = threading.Event()
 
     def producer():
         VAR.set("at-call")
         loop.call_soon_threadsafe(lambda: seen.append(VAR.get()))
         VAR.set("changed-after-the-call")
-        sent.set()
+
+    VAR.set("loop-thread")
+    _run_in_another_thread(loop, producer)
+    assert seen == ["at-call"]
+
+
+def _run_in_another_thread(loop, producer, loop_thread_value=None):
+    """Run ``producer`` in a new thread while ``loop`` runs (setting VAR to
+    ``loop_thread_value`` on the loop's side first, if given), then let what it
+    scheduled run."""
+    sent = threading.Event()
+
+    def body():
+        try:
+            producer()
+        finally:
+            sent.set()
 
     async def main():
-        thread = threading.Thread(target=producer)
+        if loop_thread_value is not None:
+            VAR.set(loop_thread_value)
+        thread = threading.Thread(target=body)
         thread.start()
         await loop.run_in_executor(None, sent.wait, 10)
         thread.join()
         for _ in range(3):
             await asyncio.sleep(0)
 
-    VAR.set("loop-thread")
     loop.run_until_complete(main())
-    assert seen == ["at-call"]
 
 
 def _context_of(handle):
@@ -374,22 +389,11 @@ def test_fresh_thread_without_a_context_schedules_in_an_empty_one(loop):
     """``call_soon_threadsafe`` from a thread that never touched contextvars runs the
     callback with every variable at its default, even when the loop thread set them."""
     seen = []
-    sent = threading.Event()
 
     def producer():
         loop.call_soon_threadsafe(lambda: seen.append(VAR.get()))
-        sent.set()
 
-    async def main():
-        VAR.set("loop-thread")
-        thread = threading.Thread(target=producer)
-        thread.start()
-        await loop.run_in_executor(None, sent.wait, 10)
-        thread.join()
-        for _ in range(3):
-            await asyncio.sleep(0)
-
-    loop.run_until_complete(main())
+    _run_in_another_thread(loop, producer, loop_thread_value="loop-thread")
     assert seen == ["default"]
 
 
