@@ -199,3 +199,7 @@ class SockRecv:
 
 def _direct_object_classes() -> list[str]:
     """The native classes built and freed without pyo3's generic paths."""
+
+def _context_snapshot_layout() -> tuple[bool, int]:
+    """``(enabled, offset)``: whether one-shot handles keep the caller's context variables
+    (the import-time probe passed) and the byte offset of ``PyThreadState.context``."""
