@@ -11,8 +11,6 @@
 //! call (a misspelt keyword, a missing callback) to pyo3's method, which gives
 //! Python's exact errors.
 
-use std::os::raw::c_int;
-
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -65,57 +63,58 @@ pub struct MethodDef(pub ffi::PyMethodDef);
 // SAFETY: the definition is immutable after construction; CPython only reads it.
 unsafe impl Sync for MethodDef {}
 
-const FLAGS: c_int = ffi::METH_FASTCALL | ffi::METH_KEYWORDS;
-
-/// A static method definition named `$name` whose function hands its arguments to
-/// [`dispatch`] as `$method`.
+/// A static `METH_FASTCALL | METH_KEYWORDS` method definition named `$name` whose
+/// C function hands its vectorcall arguments `(slf, args, nargsf, kwnames)` to
+/// `$dispatch` (an expression callable with them, run with the GIL held).
 macro_rules! fast_method {
-    ($def:ident, $name:literal, $method:expr, $doc:literal) => {
-        static $def: MethodDef = {
+    ($def:ident, $name:literal, $dispatch:expr, $doc:literal) => {
+        static $def: $crate::fast_calls::MethodDef = {
             unsafe extern "C" fn call(
-                slf: *mut ffi::PyObject,
-                args: *const *mut ffi::PyObject,
-                nargsf: ffi::Py_ssize_t,
-                kwnames: *mut ffi::PyObject,
-            ) -> *mut ffi::PyObject {
-                // SAFETY: called by CPython's method descriptor with the GIL held
-                // and a valid vectorcall argument vector.
-                unsafe { dispatch(slf, args, nargsf, kwnames, $method) }
+                slf: *mut pyo3::ffi::PyObject,
+                args: *const *mut pyo3::ffi::PyObject,
+                nargsf: pyo3::ffi::Py_ssize_t,
+                kwnames: *mut pyo3::ffi::PyObject,
+            ) -> *mut pyo3::ffi::PyObject {
+                // SAFETY: called by CPython's method descriptor with the GIL held,
+                // `slf` an instance of the type the method was installed on (the
+                // descriptor checked it) and a valid vectorcall argument vector.
+                unsafe { ($dispatch)(slf, args, nargsf, kwnames) }
             }
-            MethodDef(ffi::PyMethodDef {
+            $crate::fast_calls::MethodDef(pyo3::ffi::PyMethodDef {
                 ml_name: $name.as_ptr(),
-                ml_meth: ffi::PyMethodDefPointer {
+                ml_meth: pyo3::ffi::PyMethodDefPointer {
                     PyCFunctionFastWithKeywords: call,
                 },
-                ml_flags: FLAGS,
+                ml_flags: pyo3::ffi::METH_FASTCALL | pyo3::ffi::METH_KEYWORDS,
                 ml_doc: $doc.as_ptr(),
             })
         };
     };
 }
+pub(crate) use fast_method;
 
 fast_method!(
     CALL_SOON,
     c"call_soon",
-    Method::Soon,
+    |s, a, n, k| dispatch(s, a, n, k, Method::Soon),
     c"Schedule `callback(*args)` for the next iteration."
 );
 fast_method!(
     CALL_SOON_THREADSAFE,
     c"call_soon_threadsafe",
-    Method::SoonThreadsafe,
+    |s, a, n, k| dispatch(s, a, n, k, Method::SoonThreadsafe),
     c"Like `call_soon`, safe to call from any thread; wakes a sleeping loop."
 );
 fast_method!(
     CALL_LATER,
     c"call_later",
-    Method::Later,
+    |s, a, n, k| dispatch(s, a, n, k, Method::Later),
     c"Schedule `callback(*args)` after `delay` seconds."
 );
 fast_method!(
     CALL_AT,
     c"call_at",
-    Method::At,
+    |s, a, n, k| dispatch(s, a, n, k, Method::At),
     c"Schedule `callback(*args)` at loop time `when`."
 );
 

@@ -10,51 +10,51 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use crate::fast_calls::{call_with_vector, replace_method, MethodDef};
+use crate::fast_calls::{call_with_vector, replace_method};
 use crate::transport::StreamTransport;
 
 /// pyo3's `write`, for the calls the fast path does not take.
 static ORIGINAL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-static WRITE: MethodDef = {
-    unsafe extern "C" fn call(
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargsf: ffi::Py_ssize_t,
-        kwnames: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
-        // SAFETY: called by CPython's method descriptor with the GIL held, `slf` a
-        // StreamTransport (the descriptor checked it) and a valid vectorcall
-        // argument vector of `nargs` positionals plus one value per keyword name.
-        unsafe {
-            let py = Python::assume_attached();
-            let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
-            let slf = Bound::from_borrowed_ptr(py, slf);
-            let result = if nargs == 1 && kwnames.is_null() {
-                let data = Bound::from_borrowed_ptr(py, *args);
-                StreamTransport::write(slf.cast_unchecked::<StreamTransport>(), &data)
-                    .map(|()| py.None())
-            } else {
-                call_original(py, &slf, args, nargs, kwnames)
-            };
-            match result {
-                Ok(obj) => obj.into_ptr(),
-                Err(err) => {
-                    err.restore(py);
-                    std::ptr::null_mut()
-                }
+crate::fast_calls::fast_method!(
+    WRITE,
+    c"write",
+    |s, a, n, k| dispatch(s, a, n, k),
+    c"Write bytes: sent at once when possible, the rest buffered."
+);
+
+/// `write(data)` runs the method's body; any other shape goes to pyo3's method.
+///
+/// # Safety
+/// The GIL is held; `slf` is a StreamTransport (the method descriptor checked it);
+/// `args` holds `nargs` positionals plus one value per name in `kwnames`.
+unsafe fn dispatch(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: see the function's contract.
+    unsafe {
+        let py = Python::assume_attached();
+        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+        let slf = Bound::from_borrowed_ptr(py, slf);
+        let result = if nargs == 1 && kwnames.is_null() {
+            let data = Bound::from_borrowed_ptr(py, *args);
+            StreamTransport::write(slf.cast_unchecked::<StreamTransport>(), &data)
+                .map(|()| py.None())
+        } else {
+            call_original(py, &slf, args, nargs, kwnames)
+        };
+        match result {
+            Ok(obj) => obj.into_ptr(),
+            Err(err) => {
+                err.restore(py);
+                std::ptr::null_mut()
             }
         }
     }
-    MethodDef(ffi::PyMethodDef {
-        ml_name: c"write".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: call,
-        },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: c"Write bytes: sent at once when possible, the rest buffered.".as_ptr(),
-    })
-};
+}
 
 /// Call pyo3's `write` with the same arguments.
 ///
