@@ -112,11 +112,13 @@ static SPARE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 /// spare context holds while it waits, so it keeps no caller's values alive.
 static EMPTY_VARS: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Replace the snapshot in `slot` by a `contextvars.Context` holding it (the spare
-/// context if there is one, else a new one); the snapshot's reference moves into
-/// the context.
+/// If `slot` holds a snapshot, replace it by a `contextvars.Context` holding it (the
+/// spare context if there is one, else a new one); the snapshot's reference moves
+/// into the context. A context in `slot` is left as it is.
 pub fn materialize_in_place(py: Python<'_>, slot: &mut Py<PyAny>) -> PyResult<()> {
-    debug_assert!(is_snapshot(slot.bind(py)));
+    if !is_snapshot(slot.bind(py)) {
+        return Ok(());
+    }
     let spare = SPARE.swap(std::ptr::null_mut(), Ordering::Relaxed);
     // SAFETY: GIL held. The spare is an owned reference to an exact Context nobody
     // else references (see `recycle`); PyContext_New returns a new empty Context or

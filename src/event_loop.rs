@@ -484,21 +484,20 @@ impl EventLoop {
             if st.timers.len() > 0 {
                 let mut cancelled = Vec::new();
                 let now = ffi::monotonic();
+                let ready = |timer: Py<TimerHandle>| {
+                    let handle: Py<Handle> = timer.bind(py).as_super().clone().unbind();
+                    drop(timer);
+                    Ready::Handle(handle)
+                };
                 let mut bulk = Vec::new();
                 if st
                     .timers
                     .take_due_in_bulk(py, now, &mut bulk, &mut cancelled)
                 {
-                    st.ready.extend(bulk.into_iter().map(|timer| {
-                        let handle: Py<Handle> = timer.bind(py).as_super().clone().unbind();
-                        drop(timer);
-                        Ready::Handle(handle)
-                    }));
+                    st.ready.extend(bulk.into_iter().map(ready));
                 }
                 while let Some(timer) = st.timers.pop_due(py, now, &mut cancelled) {
-                    let handle: Py<Handle> = timer.bind(py).as_super().clone().unbind();
-                    drop(timer);
-                    st.ready.push_back(Ready::Handle(handle));
+                    st.ready.push_back(ready(timer));
                 }
                 drop(st);
                 drop_timers(py, cancelled);

@@ -64,8 +64,10 @@ pub struct MethodDef(pub ffi::PyMethodDef);
 unsafe impl Sync for MethodDef {}
 
 /// A static `METH_FASTCALL | METH_KEYWORDS` method definition named `$name` whose
-/// C function hands its vectorcall arguments `(slf, args, nargsf, kwnames)` to
-/// `$dispatch` (an expression callable with them, run with the GIL held).
+/// C function calls `$dispatch(py, &slf, args, nargs, kwnames)` (an expression
+/// returning `PyResult<Py<PyAny>>`, run with the GIL held; `args` holds `nargs`
+/// positionals then one value per name in `kwnames`) and hands CPython its result
+/// or its exception.
 macro_rules! fast_method {
     ($def:ident, $name:literal, $dispatch:expr, $doc:literal) => {
         static $def: $crate::fast_calls::MethodDef = {
@@ -78,7 +80,20 @@ macro_rules! fast_method {
                 // SAFETY: called by CPython's method descriptor with the GIL held,
                 // `slf` an instance of the type the method was installed on (the
                 // descriptor checked it) and a valid vectorcall argument vector.
-                unsafe { ($dispatch)(slf, args, nargsf, kwnames) }
+                unsafe {
+                    let py = pyo3::Python::assume_attached();
+                    let nargs = pyo3::ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
+                    let slf = pyo3::Bound::from_borrowed_ptr(py, slf);
+                    let result: pyo3::PyResult<pyo3::Py<pyo3::PyAny>> =
+                        ($dispatch)(py, &slf, args, nargs, kwnames);
+                    match result {
+                        Ok(obj) => obj.into_ptr(),
+                        Err(err) => {
+                            err.restore(py);
+                            std::ptr::null_mut()
+                        }
+                    }
+                }
             }
             $crate::fast_calls::MethodDef(pyo3::ffi::PyMethodDef {
                 ml_name: $name.as_ptr(),
@@ -96,25 +111,25 @@ pub(crate) use fast_method;
 fast_method!(
     CALL_SOON,
     c"call_soon",
-    |s, a, n, k| dispatch(s, a, n, k, Method::Soon),
+    |py, s, a, n, k| dispatch(py, s, a, n, k, Method::Soon),
     c"Schedule `callback(*args)` for the next iteration."
 );
 fast_method!(
     CALL_SOON_THREADSAFE,
     c"call_soon_threadsafe",
-    |s, a, n, k| dispatch(s, a, n, k, Method::SoonThreadsafe),
+    |py, s, a, n, k| dispatch(py, s, a, n, k, Method::SoonThreadsafe),
     c"Like `call_soon`, safe to call from any thread; wakes a sleeping loop."
 );
 fast_method!(
     CALL_LATER,
     c"call_later",
-    |s, a, n, k| dispatch(s, a, n, k, Method::Later),
+    |py, s, a, n, k| dispatch(py, s, a, n, k, Method::Later),
     c"Schedule `callback(*args)` after `delay` seconds."
 );
 fast_method!(
     CALL_AT,
     c"call_at",
-    |s, a, n, k| dispatch(s, a, n, k, Method::At),
+    |py, s, a, n, k| dispatch(py, s, a, n, k, Method::At),
     c"Schedule `callback(*args)` at loop time `when`."
 );
 
@@ -124,23 +139,22 @@ fast_method!(
 /// The GIL is held; `slf` is an instance of `EventLoop` (the method descriptor
 /// checked it); `args` holds `nargs` positional arguments followed by one value
 /// per name in `kwnames`.
+#[inline(always)]
 unsafe fn dispatch(
-    slf: *mut ffi::PyObject,
+    py: Python<'_>,
+    slf: &Bound<'_, PyAny>,
     args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
+    nargs: usize,
     kwnames: *mut ffi::PyObject,
     method: Method,
-) -> *mut ffi::PyObject {
+) -> PyResult<Py<PyAny>> {
     // SAFETY: see the function's contract.
     unsafe {
-        let py = Python::assume_attached();
-        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
         let lead = method.leading();
         let context_only = kwnames.is_null()
             || (ffi::PyTuple_GET_SIZE(kwnames) == 1
                 && is_context(py, ffi::PyTuple_GET_ITEM(kwnames, 0)));
-        let slf = Bound::from_borrowed_ptr(py, slf);
-        let result = if nargs > lead && context_only {
+        if nargs > lead && context_only {
             let arg = |i: usize| Bound::from_borrowed_ptr(py, *args.add(i));
             let callback = arg(lead);
             let pos = if nargs == lead + 1 {
@@ -172,14 +186,7 @@ unsafe fn dispatch(
                 }
             }
         } else {
-            call_original(py, &slf, args, nargs, kwnames, method)
-        };
-        match result {
-            Ok(obj) => obj.into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                std::ptr::null_mut()
-            }
+            call_original(py, slf, args, nargs, kwnames, method)
         }
     }
 }

@@ -134,9 +134,7 @@ impl Handle {
         let mut p = self.parts.borrow_mut(py);
         match &mut p.context {
             Some(ctx) => {
-                if crate::context_snapshot::is_snapshot(ctx.bind(py)) {
-                    crate::context_snapshot::materialize_in_place(py, ctx)?;
-                }
+                crate::context_snapshot::materialize_in_place(py, ctx)?;
                 Ok(Some(ctx.clone_ref(py)))
             }
             None => Ok(None),
@@ -225,9 +223,7 @@ pub fn run_handle(py: Python<'_>, handle: &Bound<'_, Handle>) -> PyResult<()> {
         match (&p.callback, &mut p.context) {
             (Some(cb), Some(ctx)) => {
                 // A snapshot becomes the handle's context now (`context_snapshot`).
-                if crate::context_snapshot::is_snapshot(ctx.bind(py)) {
-                    crate::context_snapshot::materialize_in_place(py, ctx)?;
-                }
+                crate::context_snapshot::materialize_in_place(py, ctx)?;
                 (
                     cb.bind(py).clone(),
                     p.args.as_ref().map(|a| a.bind(py).clone()),

@@ -19,7 +19,7 @@ static ORIGINAL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 crate::fast_calls::fast_method!(
     WRITE,
     c"write",
-    |s, a, n, k| dispatch(s, a, n, k),
+    |py, s, a, n, k| dispatch(py, s, a, n, k),
     c"Write bytes: sent at once when possible, the rest buffered."
 );
 
@@ -28,52 +28,29 @@ crate::fast_calls::fast_method!(
 /// # Safety
 /// The GIL is held; `slf` is a StreamTransport (the method descriptor checked it);
 /// `args` holds `nargs` positionals plus one value per name in `kwnames`.
+#[inline(always)]
 unsafe fn dispatch(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargsf: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: see the function's contract.
-    unsafe {
-        let py = Python::assume_attached();
-        let nargs = ffi::PyVectorcall_NARGS(nargsf as usize) as usize;
-        let slf = Bound::from_borrowed_ptr(py, slf);
-        let result = if nargs == 1 && kwnames.is_null() {
-            let data = Bound::from_borrowed_ptr(py, *args);
-            StreamTransport::write(slf.cast_unchecked::<StreamTransport>(), &data)
-                .map(|()| py.None())
-        } else {
-            call_original(py, &slf, args, nargs, kwnames)
-        };
-        match result {
-            Ok(obj) => obj.into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                std::ptr::null_mut()
-            }
-        }
-    }
-}
-
-/// Call pyo3's `write` with the same arguments.
-///
-/// # Safety
-/// `args` holds `nargs` positionals and one value per name in `kwnames`.
-unsafe fn call_original(
     py: Python<'_>,
     slf: &Bound<'_, PyAny>,
     args: *const *mut ffi::PyObject,
     nargs: usize,
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<Py<PyAny>> {
-    let Some(original) = ORIGINAL.get(py) else {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "ferroloop is not initialised",
-        ));
-    };
-    // SAFETY: per the function's contract.
-    unsafe { call_with_vector(py, original.bind(py), slf, args, nargs, kwnames) }
+    // SAFETY: see the function's contract.
+    unsafe {
+        if nargs == 1 && kwnames.is_null() {
+            let data = Bound::from_borrowed_ptr(py, *args);
+            StreamTransport::write(slf.cast_unchecked::<StreamTransport>(), &data)
+                .map(|()| py.None())
+        } else {
+            let Some(original) = ORIGINAL.get(py) else {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "ferroloop is not initialised",
+                ));
+            };
+            call_with_vector(py, original.bind(py), slf, args, nargs, kwnames)
+        }
+    }
 }
 
 /// Replace pyo3's `write` on the native transport type (module start-up, before
