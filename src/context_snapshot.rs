@@ -28,6 +28,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
 
+use crate::gil_cell::GilSlot;
+
 /// `PyContext.ctx_vars`: after the object header and `ctx_prev`.
 const VARS_OFFSET: usize = std::mem::size_of::<ffi::PyObject>() + std::mem::size_of::<usize>();
 
@@ -106,7 +108,7 @@ pub fn capture(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 
 /// A context no one else references, kept between runs (an owned reference, or
 /// null); read and written only with the GIL held.
-static SPARE: AtomicPtr<ffi::PyObject> = AtomicPtr::new(std::ptr::null_mut());
+static SPARE: GilSlot = GilSlot::new();
 
 /// The empty variables mapping (an owned reference, set by the probe): what the
 /// spare context holds while it waits, so it keeps no caller's values alive.
@@ -119,7 +121,7 @@ pub fn materialize_in_place(py: Python<'_>, slot: &mut Py<PyAny>) -> PyResult<()
     if !is_snapshot(slot.bind(py)) {
         return Ok(());
     }
-    let spare = SPARE.swap(std::ptr::null_mut(), Ordering::Relaxed);
+    let spare = SPARE.take(py);
     // SAFETY: GIL held. The spare is an owned reference to an exact Context nobody
     // else references (see `recycle`); PyContext_New returns a new empty Context or
     // NULL with an exception set. Either way its variables field (probed) is
@@ -145,7 +147,7 @@ pub fn materialize_in_place(py: Python<'_>, slot: &mut Py<PyAny>) -> PyResult<()
 pub fn recycle(ctx: Bound<'_, PyAny>) {
     let empty = EMPTY_VARS.load(Ordering::Relaxed);
     if empty.is_null()
-        || !SPARE.load(Ordering::Relaxed).is_null()
+        || !SPARE.is_empty(ctx.py())
         || !crate::ffi::is_context(&ctx)
         || crate::ffi::refcount(&ctx) != 1
     {
@@ -170,7 +172,11 @@ pub fn recycle(ctx: Bound<'_, PyAny>) {
         }
         ffi::Py_INCREF(empty);
         let old = std::mem::replace(&mut *vars_slot(obj), empty);
-        SPARE.store(ctx.into_ptr(), Ordering::Relaxed);
+        let py = ctx.py();
+        if let Err(taken) = SPARE.put(py, ctx.into_ptr()) {
+            // Unreachable (the slot was empty and nothing ran since): just drop it.
+            ffi::Py_DECREF(taken);
+        }
         ffi::Py_DECREF(old);
     }
 }

@@ -27,13 +27,29 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: i64 = 5;
 const READ_BATCH: usize = 16;
 
 /// The per-datagram paths of one datagram transport (see the module docs).
-#[pyclass(module = "ferroloop._ferroloop")]
+///
+/// Frozen, its changing parts in `GilCell`s: a mutable pyclass's borrow flag is
+/// atomic in pyo3 (two locked instructions per method call), for an exclusion
+/// the GIL already gives.
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
 pub struct DatagramPump {
-    transport: Option<Py<PyAny>>,
-    sock: Option<Py<PyAny>>,
     fd: RawFd,
     /// The socket family is AF_INET or AF_INET6 (addresses built natively).
     inet: bool,
+    /// The transport, its socket and its set-up (`_configure`, `_detach`).
+    links: GilCell<Links>,
+    /// Recent peers' address tuples (IPv4/IPv6 sockets).
+    peers: GilCell<AddrCache>,
+    /// The socket's fd can be read from its object ([`socket_fd_field`]).
+    fd_readable: bool,
+    /// The transport's `_protocol`, `_conn_lost`, `_closing` and `_buffer`.
+    state: GilCell<TransportState>,
+}
+
+/// The pump's transport and socket (until `_detach`) and what `_configure` set.
+struct Links {
+    transport: Option<Py<PyAny>>,
+    sock: Option<Py<PyAny>>,
     /// The transport's fixed `_address` (a connected endpoint's peer), if any.
     address: Option<Py<PyAny>>,
     /// `transport._extra['peername']` is set: `send`, not `sendto`.
@@ -43,12 +59,6 @@ pub struct DatagramPump {
     /// What each queued datagram adds to the buffer size besides its bytes
     /// (`_header_size` on 3.12+, 0 before).
     header_size: usize,
-    /// Recent peers' address tuples (IPv4/IPv6 sockets).
-    peers: GilCell<AddrCache>,
-    /// The socket's fd can be read from its object ([`socket_fd_field`]).
-    fd_readable: bool,
-    /// The transport's `_protocol`, `_conn_lost`, `_closing` and `_buffer`.
-    state: GilCell<TransportState>,
 }
 
 /// The transport attributes every datagram's path reads. They live here, not in the
@@ -251,7 +261,7 @@ impl DatagramPump {
         if !self.inet || !self.fd_is_current(py)? {
             return Ok(None);
         }
-        let raw = if self.has_peer {
+        let raw = if self.links.borrow(py).has_peer {
             None
         } else {
             match self.peers.borrow(py).raw_for(addr) {
@@ -369,14 +379,18 @@ impl DatagramPump {
     }
 
     fn transport<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.transport
+        self.links
+            .borrow(py)
+            .transport
             .as_ref()
             .map(|t| t.bind(py).clone())
             .ok_or_else(|| PyValueError::new_err("datagram transport is gone"))
     }
 
     fn sock<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.sock
+        self.links
+            .borrow(py)
+            .sock
             .as_ref()
             .map(|s| s.bind(py).clone())
             .ok_or_else(|| PyValueError::new_err("datagram transport is gone"))
@@ -420,14 +434,16 @@ impl DatagramPump {
         family: i32,
     ) -> Self {
         DatagramPump {
-            transport: Some(transport.clone().unbind()),
-            sock: Some(sock.clone().unbind()),
             fd,
             inet: family == libc::AF_INET || family == libc::AF_INET6,
-            address: None,
-            has_peer: false,
-            skip_empty: true,
-            header_size: 0,
+            links: GilCell::new(Links {
+                transport: Some(transport.clone().unbind()),
+                sock: Some(sock.clone().unbind()),
+                address: None,
+                has_peer: false,
+                skip_empty: true,
+                header_size: 0,
+            }),
             peers: GilCell::new(AddrCache::default()),
             fd_readable: fd_field_matches(sock, fd),
             state: GilCell::new(TransportState::default()),
@@ -437,20 +453,26 @@ impl DatagramPump {
     /// Take the transport's fixed set-up once its `__init__` ran: its `_address`,
     /// whether it has a peer name, and the interpreter's sendto rules.
     fn _configure(
-        &mut self,
+        &self,
         address: &Bound<'_, PyAny>,
         has_peer: bool,
         skip_empty: bool,
         header_size: usize,
     ) -> PyResult<()> {
-        self.skip_empty = skip_empty;
-        self.header_size = header_size;
-        self.address = if address.is_truthy()? {
+        let py = address.py();
+        let address = if address.is_truthy()? {
             Some(address.clone().unbind())
         } else {
             None
         };
-        self.has_peer = has_peer;
+        let old = {
+            let mut links = self.links.borrow_mut(py);
+            links.skip_empty = skip_empty;
+            links.header_size = header_size;
+            links.has_peer = has_peer;
+            std::mem::replace(&mut links.address, address)
+        };
+        drop(old);
         Ok(())
     }
 
@@ -506,14 +528,23 @@ impl DatagramPump {
                 data.get_type().name()?.repr()?
             )));
         }
-        if self.skip_empty && !data.is_truthy()? {
+        let (skip_empty, has_peer, header_size, address) = {
+            let links = self.links.borrow(py);
+            (
+                links.skip_empty,
+                links.has_peer,
+                links.header_size,
+                links.address.as_ref().map(|a| a.clone_ref(py)),
+            )
+        };
+        if skip_empty && !data.is_truthy()? {
             return Ok(());
         }
         let transport = self.transport(py)?;
         let none = py.None().into_bound(py);
         let mut addr = addr.cloned().unwrap_or(none);
-        let connected = self.address.is_some();
-        if let Some(address) = &self.address {
+        let connected = address.is_some();
+        if let Some(address) = &address {
             let address = address.bind(py);
             if !(addr.is_none() || addr.eq(address)?) {
                 return Err(PyValueError::new_err(format!(
@@ -541,7 +572,7 @@ impl DatagramPump {
                 Some(result) => result,
                 None => {
                     let sock = self.sock(py)?;
-                    if self.has_peer {
+                    if has_peer {
                         sock.call_method1(intern!(py, "send"), (data,)).map(drop)
                     } else {
                         sock.call_method1(intern!(py, "sendto"), (data, &addr))
@@ -578,7 +609,7 @@ impl DatagramPump {
         }
         // What is queued must not change under us: a bytes copy.
         let copy = with_bytes(data, |b| PyBytes::new(py, b))?;
-        let len = data.len()? + self.header_size;
+        let len = data.len()? + header_size;
         buffer.call_method1(intern!(py, "append"), ((copy, addr),))?;
         let size = transport.getattr(intern!(py, "_buffer_size"))?;
         transport.setattr(intern!(py, "_buffer_size"), size.add(len)?)?;
@@ -600,28 +631,38 @@ impl DatagramPump {
     }
 
     /// Forget the transport and socket (the transport lost its connection).
-    fn _detach(&mut self) {
-        self.transport = None;
-        self.sock = None;
-        self.address = None;
+    fn _detach(&self, py: Python<'_>) {
+        let taken = {
+            let mut links = self.links.borrow_mut(py);
+            (
+                links.transport.take(),
+                links.sock.take(),
+                links.address.take(),
+            )
+        };
+        drop(taken);
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.transport)?;
+        if let Some(links) = self.links.try_borrow_for_gc() {
+            visit.call(&links.transport)?;
+            visit.call(&links.sock)?;
+            visit.call(&links.address)?;
+        }
         if let Some(st) = self.state.try_borrow_for_gc() {
             visit.call(&st.protocol)?;
             visit.call(&st.conn_lost)?;
             visit.call(&st.closing)?;
             visit.call(&st.buffer)?;
         }
-        visit.call(&self.sock)?;
-        visit.call(&self.address)
+        Ok(())
     }
 
-    fn __clear__(&mut self) {
-        *self.state.get_mut() = TransportState::default();
-        self.transport = None;
-        self.sock = None;
-        self.address = None;
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let state = std::mem::take(&mut *self.state.borrow_mut(py));
+            self._detach(py);
+            drop(state);
+        });
     }
 }

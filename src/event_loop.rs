@@ -165,14 +165,22 @@ impl Origin {
 )]
 pub struct EventLoop {
     pub(crate) state: GilCell<LoopState>,
-    poll: Mutex<Option<Poll>>,
-    events: Mutex<Events>,
+    /// The poller and its events buffer, under one lock (taken twice per polled
+    /// iteration: around the poll, GIL released, and to dispatch the events).
+    poller: Mutex<Poller>,
     registry: Registry,
     waker: Waker,
     /// The default executor's native thread pool, started on first use.
     pool: Mutex<Option<std::sync::Arc<ThreadPool>>>,
     /// Set while the loop thread sleeps in `poll` (GIL released).
     sleeping: AtomicBool,
+}
+
+/// The loop's mio poll (`None` once the loop is closed) and the buffer its
+/// readiness events are read into.
+struct Poller {
+    poll: Option<Poll>,
+    events: Events,
 }
 
 fn os_error(err: std::io::Error) -> PyErr {
@@ -449,12 +457,13 @@ impl EventLoop {
         if poll_now {
             this.sleeping.store(true, Ordering::Release);
             let res = py.detach(|| {
-                let mut poll = this.poll.lock();
-                let mut events = this.events.lock();
+                let mut poller = this.poller.lock();
+                let Poller { poll, events } = &mut *poller;
                 let res = match poll.as_mut() {
-                    Some(p) => p.poll(&mut events, timeout),
+                    Some(p) => p.poll(events, timeout),
                     None => Ok(()),
                 };
+                drop(poller);
                 if forced {
                     // Polled only to give the GIL away: a thread that its release
                     // woke may be queued on this CPU, so let it run now.
@@ -547,7 +556,8 @@ impl EventLoop {
     fn dispatch_io(py: Python<'_>, this: &EventLoop) {
         // The poll is over: the events are read in place (no list per iteration)
         // while the loop's state is borrowed; nothing here runs Python code.
-        let events = this.events.lock();
+        let poller = this.poller.lock();
+        let events = &poller.events;
         let mut st = this.state.borrow_mut(py);
         let st = &mut *st;
         for e in events.iter().filter(|e| e.token() != WAKER_TOKEN) {
@@ -1104,8 +1114,10 @@ impl EventLoop {
                 io: IoMap::default(),
                 since_signal_check: 0,
             }),
-            poll: Mutex::new(Some(poll)),
-            events: Mutex::new(Events::with_capacity(1024)),
+            poller: Mutex::new(Poller {
+                poll: Some(poll),
+                events: Events::with_capacity(1024),
+            }),
             registry,
             waker,
             pool: Mutex::new(None),
@@ -1587,7 +1599,7 @@ impl EventLoop {
         }
         drop(ready);
         drop(timers);
-        let poll = self.poll.lock().take();
+        let poll = self.poller.lock().poll.take();
         drop(poll);
     }
 

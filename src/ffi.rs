@@ -213,8 +213,7 @@ unsafe fn shrink_bytes(obj: &mut *mut ffi::PyObject, len: usize) -> bool {
 /// buffer out (the receive failed -- typically EAGAIN -- or brought only a few
 /// bytes, which were copied out): the next receive of the same size reuses it
 /// instead of allocating and freeing a buffer of `n` bytes again.
-static SPARE_RECV_BUFFER: std::sync::atomic::AtomicPtr<ffi::PyObject> =
-    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static SPARE_RECV_BUFFER: crate::gil_cell::GilSlot = crate::gil_cell::GilSlot::new();
 
 /// Receives of at most this many bytes are copied out of the buffer into a
 /// `bytes` object of their own size, and the buffer is kept for the next one.
@@ -222,20 +221,10 @@ const COPY_OUT_MAX: usize = 16 * 1024;
 
 /// Keep `obj` (a fresh `bytes` object only the caller holds) as the spare buffer,
 /// or release it if one is already kept.
-fn keep_spare(obj: *mut ffi::PyObject) {
-    use std::sync::atomic::Ordering;
+fn keep_spare(py: Python<'_>, obj: *mut ffi::PyObject) {
     // SAFETY: `obj` is a live bytes object (the empty one is a shared singleton:
     // never kept).
-    if unsafe { ffi::PyBytes_Size(obj) } == 0
-        || SPARE_RECV_BUFFER
-            .compare_exchange(
-                std::ptr::null_mut(),
-                obj,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-    {
+    if unsafe { ffi::PyBytes_Size(obj) } == 0 || SPARE_RECV_BUFFER.put(py, obj).is_err() {
         // SAFETY: the caller's only reference (called with the GIL held).
         unsafe { ffi::Py_DECREF(obj) };
     }
@@ -252,19 +241,18 @@ pub fn recv_into_new_bytes(
     fd: i32,
     len: usize,
 ) -> PyResult<Result<Bound<'_, pyo3::types::PyBytes>, i32>> {
-    use std::sync::atomic::Ordering;
     let Ok(size) = ffi::Py_ssize_t::try_from(len) else {
         return Err(pyo3::exceptions::PyOverflowError::new_err(
             "buffer size too large",
         ));
     };
-    let spare = SPARE_RECV_BUFFER.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    let spare = SPARE_RECV_BUFFER.take(py);
     // SAFETY: the spare is a bytes object only this module holds (see keep_spare).
     let mut obj = if !spare.is_null() && unsafe { ffi::PyBytes_Size(spare) } == size {
         spare
     } else {
         if !spare.is_null() {
-            keep_spare(spare);
+            keep_spare(py, spare);
         }
         // SAFETY: a NULL source asks CPython for an uninitialised bytes object.
         unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), size) }
@@ -277,14 +265,14 @@ pub fn recv_into_new_bytes(
     let n = unsafe { libc::recv(fd, ffi::PyBytes_AsString(obj).cast(), len, 0) };
     if n < 0 {
         let errno = crate::errors::last_errno();
-        keep_spare(obj);
+        keep_spare(py, obj);
         return Ok(Err(errno));
     }
     let n = n as usize;
     if n < len && n <= COPY_OUT_MAX {
         // SAFETY: the first `n` bytes of the buffer were written by recv.
         let small = unsafe { ffi::PyBytes_FromStringAndSize(ffi::PyBytes_AsString(obj), n as _) };
-        keep_spare(obj);
+        keep_spare(py, obj);
         if small.is_null() {
             return Err(PyErr::fetch(py));
         }

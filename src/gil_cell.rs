@@ -6,9 +6,9 @@
 //! is held. A re-entrant borrow is a bug in ferroloop (we never hold a borrow
 //! across a call into Python), and it fails loudly rather than silently.
 
-use std::cell::{Ref, RefCell, RefMut};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 
-use pyo3::Python;
+use pyo3::{ffi, Python};
 
 #[cfg(Py_GIL_DISABLED)]
 compile_error!("ferroloop relies on the GIL; free-threaded builds are not supported yet");
@@ -53,5 +53,46 @@ impl<T> GilCell<T> {
     #[inline]
     pub fn try_borrow_for_gc(&self) -> Option<Ref<'_, T>> {
         self.0.try_borrow().ok()
+    }
+}
+
+/// One owned object reference (or none) kept in a `static` between uses,
+/// serialised by the GIL: taking and putting are plain loads and stores. (An
+/// atomic swap is a locked instruction -- some 20 cycles -- on every use, for an
+/// ordering the GIL already gives.)
+pub struct GilSlot(Cell<*mut ffi::PyObject>);
+
+// SAFETY: every access takes a `Python<'_>` token, so the GIL serialises them
+// (free-threaded builds are rejected above); the pointer is an owned reference
+// that only moves in and out as a whole.
+unsafe impl Sync for GilSlot {}
+
+impl GilSlot {
+    /// An empty slot.
+    pub const fn new() -> Self {
+        Self(Cell::new(std::ptr::null_mut()))
+    }
+
+    /// Take the kept reference out (null if there is none); the caller owns it.
+    #[inline]
+    pub fn take(&self, _py: Python<'_>) -> *mut ffi::PyObject {
+        self.0.replace(std::ptr::null_mut())
+    }
+
+    /// Whether nothing is kept.
+    #[inline]
+    pub fn is_empty(&self, _py: Python<'_>) -> bool {
+        self.0.get().is_null()
+    }
+
+    /// Keep `obj` (an owned reference) if the slot is empty; otherwise hand it back.
+    #[inline]
+    pub fn put(&self, _py: Python<'_>, obj: *mut ffi::PyObject) -> Result<(), *mut ffi::PyObject> {
+        if self.0.get().is_null() {
+            self.0.set(obj);
+            Ok(())
+        } else {
+            Err(obj)
+        }
     }
 }

@@ -87,10 +87,13 @@ pub fn detach(handle: &Bound<'_, Handle>) {
 /// Track the handle (and its context) again if this module untracked them.
 pub fn rejoin(handle: &Bound<'_, Handle>) {
     let h = handle.get();
-    let bits = h.gc_detached.swap(0, Ordering::Relaxed);
+    // Load and store, not a swap (a locked instruction): the GIL serialises
+    // every access to the bits.
+    let bits = h.gc_detached.load(Ordering::Relaxed);
     if bits == 0 {
         return;
     }
+    h.gc_detached.store(0, Ordering::Relaxed);
     if bits & CONTEXT != 0 {
         track_context(handle);
     }

@@ -181,9 +181,12 @@ impl Handle {
     /// Mark cancelled and drop the callback's references (asyncio keeps them in
     /// debug mode, for reprs and error messages; so do we).
     pub fn cancel_parts(&self, py: Python<'_>, this: &Bound<'_, PyAny>) {
-        if self.cancelled.swap(true, Ordering::Relaxed) {
+        // Load and store, not a swap (a locked instruction): the GIL serialises
+        // every access to the flag.
+        if self.cancelled.load(Ordering::Relaxed) {
             return;
         }
+        self.cancelled.store(true, Ordering::Relaxed);
         if !self.keep_repr {
             self.release_callback(py, this);
         }

@@ -18,6 +18,7 @@ use crate::event_loop::EventLoop;
 use crate::future::{
     add_native_callback, future_set_exception, future_set_result, DoneCallback, FutState, Future,
 };
+use crate::gil_cell::GilCell;
 use crate::handles::Handle;
 use crate::io::Direction;
 
@@ -58,17 +59,47 @@ pub fn _sock_recv_now(
 /// A `sock_recv` waiting for its socket: the reader callback of the fd, and
 /// the done-callback of the future that removes it (asyncio's `_sock_recv` and
 /// `_sock_read_done`).
-#[pyclass(module = "ferroloop._ferroloop")]
+///
+/// Frozen, its references in a `GilCell`: a mutable pyclass's borrow flag is
+/// atomic in pyo3 (two locked instructions per call), for an exclusion the GIL
+/// already gives.
+#[pyclass(module = "ferroloop._ferroloop", frozen)]
 pub struct SockRecv {
+    fd: RawFd,
+    n: usize,
+    refs: GilCell<SockRecvRefs>,
+}
+
+/// What a [`SockRecv`] holds until its future is done.
+struct SockRecvRefs {
     loop_: Option<Py<EventLoop>>,
     fut: Option<Py<PyAny>>,
     /// The socket object: its current `fileno()` is what is read (-1 once it
     /// was closed, which fails with EBADF as `sock.recv` does), so a closed
     /// socket's number reused by another one is never read from.
     sock: Option<Py<PyAny>>,
-    fd: RawFd,
-    n: usize,
     handle: Option<Py<Handle>>,
+}
+
+/// The loop, future, socket and reader handle a [`SockRecv`] held.
+type TakenRefs = (
+    Option<Py<EventLoop>>,
+    Option<Py<PyAny>>,
+    Option<Py<PyAny>>,
+    Option<Py<Handle>>,
+);
+
+impl SockRecvRefs {
+    /// Take every reference out (they are dropped after the borrow ends: dropping
+    /// one may run Python code).
+    fn take(&mut self) -> TakenRefs {
+        (
+            self.loop_.take(),
+            self.fut.take(),
+            self.sock.take(),
+            self.handle.take(),
+        )
+    }
 }
 
 fn set_outcome(fut: &Bound<'_, PyAny>, outcome: Result<Py<PyAny>, PyErr>) -> PyResult<()> {
@@ -105,12 +136,16 @@ impl SockRecv {
     /// stop watching the fd (asyncio's `_sock_read_done`). One callable for both
     /// spares a bound method per wait.
     #[pyo3(signature = (done_future = None))]
-    fn __call__(&mut self, py: Python<'_>, done_future: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn __call__(&self, py: Python<'_>, done_future: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         if done_future.is_some() {
             return self.done(py);
         }
-        let (Some(fut), Some(sock)) = (&self.fut, &self.sock) else {
-            return Ok(());
+        let (fut, sock) = {
+            let refs = self.refs.borrow(py);
+            let (Some(fut), Some(sock)) = (&refs.fut, &refs.sock) else {
+                return Ok(());
+            };
+            (fut.clone_ref(py), sock.clone_ref(py))
         };
         let fut = fut.bind(py);
         if is_done(fut)? {
@@ -128,31 +163,32 @@ impl SockRecv {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
-        visit.call(&self.fut)?;
-        visit.call(&self.sock)?;
-        visit.call(&self.handle)
+        if let Some(refs) = self.refs.try_borrow_for_gc() {
+            visit.call(&refs.loop_)?;
+            visit.call(&refs.fut)?;
+            visit.call(&refs.sock)?;
+            visit.call(&refs.handle)?;
+        }
+        Ok(())
     }
 
-    fn __clear__(&mut self) {
-        self.loop_ = None;
-        self.fut = None;
-        self.sock = None;
-        self.handle = None;
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let refs = self.refs.borrow_mut(py).take();
+            drop(refs);
+        });
     }
 }
 
 impl SockRecv {
     /// The future is done: stop watching the fd, unless our reader was replaced
     /// (its handle cancelled) in the meantime.
-    fn done(&mut self, py: Python<'_>) -> PyResult<()> {
-        let handle = self.handle.take();
-        self.fut = None;
-        let Some(loop_) = self.loop_.take() else {
-            self.sock = None;
+    fn done(&self, py: Python<'_>) -> PyResult<()> {
+        let (loop_, fut, sock, handle) = self.refs.borrow_mut(py).take();
+        drop(fut);
+        let Some(loop_) = loop_ else {
             return Ok(());
         };
-        let sock = self.sock.take();
         if handle.as_ref().is_some_and(|h| h.get().is_cancelled()) {
             return Ok(());
         }
@@ -176,16 +212,18 @@ pub fn watch_recv(
     let op = Bound::new(
         py,
         SockRecv {
-            loop_: Some(loop_.clone().unbind()),
-            fut: Some(fut.clone().unbind()),
-            sock: Some(sock.clone().unbind()),
             fd,
             n,
-            handle: None,
+            refs: GilCell::new(SockRecvRefs {
+                loop_: Some(loop_.clone().unbind()),
+                fut: Some(fut.clone().unbind()),
+                sock: Some(sock.clone().unbind()),
+                handle: None,
+            }),
         },
     )?;
     let handle = EventLoop::add_sock_reader(loop_, fd, sock, op.as_any())?;
-    op.borrow_mut().handle = Some(handle);
+    op.get().refs.borrow_mut(py).handle = Some(handle);
     match fut.cast::<Future>() {
         // A native future takes the callback directly (what its
         // `add_done_callback` does, without the method call).
