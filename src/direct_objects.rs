@@ -281,7 +281,9 @@ unsafe fn put<T>(obj: *mut ffi::PyObject, offset: usize, value: T) {
     unsafe { std::ptr::write(obj.cast::<u8>().add(offset).cast::<T>(), value) }
 }
 
-/// `Py::new(py, handle)`, directly.
+/// `Py::new(py, handle)`, directly (inlined, so the handle is written into the
+/// object where its caller builds it).
+#[inline(always)]
 pub fn new_handle(py: Python<'_>, handle: Handle) -> PyResult<Py<Handle>> {
     let Some(p) = HANDLE.get() else {
         return Py::new(py, handle);

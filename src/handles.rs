@@ -97,7 +97,8 @@ impl Drop for Handle {
 }
 
 impl Handle {
-    /// Build a handle.
+    /// Build a handle (inlined: its callers store it in place).
+    #[inline(always)]
     pub fn new_parts(
         callback: Py<PyAny>,
         args: Option<Py<PyTuple>>,
