@@ -34,13 +34,8 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 const GC_DETACH_BACKLOG: usize = 64;
 
 /// Ready-queue length past which `call_soon_threadsafe` from another thread yields
-/// the GIL (see `EventLoop::throttle_producer`). Each yield hands the GIL to the loop
-/// (a futex wake and a context switch), and the loop runs what is queued, so the
-/// limit sets how many callbacks each hand-over carries: at 2,048 one producer
-/// flooding the loop cost ~5,000 context switches per 3 million calls, at 16 Ki ~750
-/// (5-18% more calls per second; 32 Ki and 64 Ki measured no better). A `stop()` or
-/// timer behind a full backlog waits for at most this many callbacks (a few ms).
-const THREADSAFE_BACKLOG_LIMIT: usize = 16 * 1024;
+/// the GIL (see `EventLoop::throttle_producer`).
+const THREADSAFE_BACKLOG_LIMIT: usize = 2 * 1024;
 
 /// A ready queue whose capacity exceeds this many items, and four times its length, is
 /// shrunk after an iteration, so a burst does not keep its memory.
