@@ -88,6 +88,21 @@ pub enum Ready {
     },
 }
 
+impl Ready {
+    /// The object the item runs first: the one worth fetching ahead.
+    #[inline(always)]
+    fn object_ptr(&self) -> *mut pyo3::ffi::PyObject {
+        match self {
+            Ready::Handle(h) => h.as_ptr(),
+            Ready::Step(t, _) | Ready::Wakeup(t, _) => t.as_ptr(),
+            Ready::Resolve(f, _) => f.as_ptr(),
+            Ready::Transport(t, ..) => t.as_ptr(),
+            Ready::PyHandle(h) => h.as_ptr(),
+            Ready::Callback { cb, .. } => cb.as_ptr(),
+        }
+    }
+}
+
 /// The loop's mutable state (GIL-serialised).
 pub struct LoopState {
     /// Work to run in this or the next iteration.
@@ -182,6 +197,23 @@ pub struct EventLoop {
     pool: Mutex<Option<std::sync::Arc<ThreadPool>>>,
     /// Set while the loop thread sleeps in `poll` (GIL released).
     sleeping: AtomicBool,
+}
+
+/// Ask the CPU to start loading the first two cache lines of `obj` (the next handle
+/// to run: its header, flags and parts), so that the miss overlaps the callback that
+/// runs before it instead of stalling the loop when it gets there.
+#[inline(always)]
+fn prefetch_object(obj: *mut pyo3::ffi::PyObject) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults, whatever the address, and
+    // changes no memory.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(obj.cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(obj.cast::<i8>().wrapping_add(64));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = obj;
 }
 
 /// The loop's mio poll (`None` once the loop is closed) and the buffer its
@@ -545,11 +577,24 @@ impl EventLoop {
         if check_signals {
             py.check_signals()?;
         }
+        // With more than one item to run, the next item's object (handle, task,
+        // future, transport) is fetched while the current one runs: with thousands of
+        // timers or tasks most of them are cold by then.
+        let prefetch = ntodo > 1;
         for i in 0..ntodo {
             if i % SIGNAL_CHECK_EVERY == SIGNAL_CHECK_EVERY - 1 {
                 py.check_signals()?;
             }
-            let item = this.state.borrow_mut(py).ready.pop_front();
+            let item = {
+                let mut st = this.state.borrow_mut(py);
+                let item = st.ready.pop_front();
+                if prefetch {
+                    if let Some(next) = st.ready.front() {
+                        prefetch_object(next.object_ptr());
+                    }
+                }
+                item
+            };
             let Some(item) = item else { break };
             if debug {
                 Self::run_item_debug(slf, item)?;
