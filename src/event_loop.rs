@@ -34,8 +34,14 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 const GC_DETACH_BACKLOG: usize = 64;
 
 /// Ready-queue length past which `call_soon_threadsafe` from another thread yields
-/// the GIL (see `EventLoop::throttle_producer`).
-const THREADSAFE_BACKLOG_LIMIT: usize = 2 * 1024;
+/// the GIL (see `EventLoop::throttle_producer`). Each yield hands the GIL to the loop
+/// (a futex wake and a context switch), and the loop then runs what is queued, so the
+/// limit sets how many callbacks one hand-over carries: one producer flooding the loop
+/// made ~5,000 context switches per 3 million calls at 2 Ki and ~750 at 16 Ki. The
+/// handle free list keeps as many handles (`lib.rs`), so a full backlog's handles all
+/// come back from it: without that, 16 Ki was slower than 2 Ki. A `stop()` or timer
+/// behind a full backlog waits for at most this many callbacks (a few ms).
+pub const THREADSAFE_BACKLOG_LIMIT: usize = 16 * 1024;
 
 /// A ready queue whose capacity exceeds this many items, and four times its length, is
 /// shrunk after an iteration, so a burst does not keep its memory.

@@ -24,7 +24,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::type_object::PyTypeInfo;
 
-/// Freed objects kept per type (a few hundred KiB at most per list).
+/// Freed objects kept per type (a few hundred KiB at most per list), unless the
+/// type's list is installed with its own capacity.
 pub const CAPACITY: usize = 2048;
 
 /// The collector's header in front of every GC object (`PyGC_Head`: two words on
@@ -114,6 +115,7 @@ impl FreeList {
 pub fn install<T: PyTypeInfo>(
     py: Python<'_>,
     list: &'static FreeList,
+    capacity: usize,
     alloc: ffi::allocfunc,
     free: ffi::freefunc,
 ) {
@@ -123,7 +125,7 @@ pub fn install<T: PyTypeInfo>(
     // instance is made or freed (a subclass made later inherits the trampolines,
     // which send its instances down the original path).
     unsafe {
-        (*list.items.get()).reserve_exact(CAPACITY);
+        (*list.items.get()).reserve_exact(capacity);
         list.ty.store(tp, Ordering::Relaxed);
         (*tp).tp_alloc = Some(alloc);
         (*tp).tp_free = Some(free);
@@ -131,10 +133,14 @@ pub fn install<T: PyTypeInfo>(
 }
 
 /// A static [`FreeList`] with its `extern "C"` `tp_alloc`/`tp_free` trampolines,
-/// installed on a type by `install_free_list!(py, Type, NAME)`.
+/// installed on a type by `install_free_list!(py, Type, NAME)` (keeping up to
+/// [`CAPACITY`] objects) or `install_free_list!(py, Type, NAME, capacity)`.
 #[macro_export]
 macro_rules! install_free_list {
-    ($py:expr, $ty:ty, $name:ident) => {{
+    ($py:expr, $ty:ty, $name:ident) => {
+        $crate::install_free_list!($py, $ty, $name, $crate::free_list::CAPACITY)
+    };
+    ($py:expr, $ty:ty, $name:ident, $capacity:expr) => {{
         static $name: $crate::free_list::FreeList = $crate::free_list::FreeList::new();
         unsafe extern "C" fn alloc(
             subtype: *mut pyo3::ffi::PyTypeObject,
@@ -147,6 +153,6 @@ macro_rules! install_free_list {
             // SAFETY: called by CPython as tp_free with the GIL held.
             unsafe { $name.free(obj) }
         }
-        $crate::free_list::install::<$ty>($py, &$name, alloc, free);
+        $crate::free_list::install::<$ty>($py, &$name, $capacity, alloc, free);
     }};
 }

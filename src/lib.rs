@@ -97,7 +97,14 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(threadpool::_after_fork_child, m)?)?;
     ffi::install_finalizer(&py.get_type::<future::Future>(), &FUTURE_FINALIZER);
     ffi::install_finalizer(&py.get_type::<task::Task>(), &TASK_FINALIZER);
-    install_free_list!(py, handles::Handle, HANDLE_FREE_LIST);
+    // As many handles as a `call_soon_threadsafe` backlog holds before producers
+    // yield: a flood's handles all come back from the list.
+    install_free_list!(
+        py,
+        handles::Handle,
+        HANDLE_FREE_LIST,
+        event_loop::THREADSAFE_BACKLOG_LIMIT
+    );
     install_free_list!(py, handles::TimerHandle, TIMER_HANDLE_FREE_LIST);
     install_free_list!(py, future::Future, FUTURE_FREE_LIST);
     install_free_list!(py, task::Task, TASK_FREE_LIST);

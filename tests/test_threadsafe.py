@@ -130,6 +130,40 @@ def test_many_threads_hammering_none_lost(loop):
         assert [i for t, i in received if t == tid] == list(range(per_thread))
 
 
+def test_one_thread_flooding_past_the_backlog_limit(loop):
+    """100,000 calls from one thread, far past ferroloop's back-pressure limit (16 Ki
+    queued callbacks, where the producer starts yielding the GIL per call): each
+    callback runs once, in order, with the handle it was scheduled as; handles the
+    producer keeps stay usable; a timer due during the flood still fires."""
+    n = 100_000
+    ran = []
+    kept = []
+    fired = []
+
+    def producer():
+        for i in range(n):
+            handle = loop.call_soon_threadsafe(ran.append, i)
+            if i % 1000 == 0:
+                kept.append(handle)
+
+    async def main():
+        loop.call_later(0.001, fired.append, True)
+        worker = threading.Thread(target=producer, daemon=True)
+        worker.start()
+        deadline = loop.time() + JOIN_TIMEOUT
+        while len(ran) < n and loop.time() < deadline:
+            await asyncio.sleep(0.001)
+        worker.join(JOIN_TIMEOUT)
+
+    loop.run_until_complete(main())
+    assert ran == list(range(n))
+    assert fired == [True]
+    assert len(kept) == n // 1000 and len({id(h) for h in kept}) == len(kept)
+    assert all(isinstance(h, asyncio.Handle) and not h.cancelled() for h in kept)
+    kept[0].cancel()
+    assert kept[0].cancelled()
+
+
 def test_hammering_while_loop_sleeps(loop):
     """Producers race the loop going to sleep on a long timer; every wake-up must land."""
     rounds = 200
