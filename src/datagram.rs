@@ -249,7 +249,7 @@ fn inet_address<'py>(
 }
 
 impl DatagramPump {
-    /// `sock.send(data)` (a connected endpoint) or `sock.sendto(data, addr)` with
+    /// `sock.send(data)` (a connected endpoint: `has_peer`) or `sock.sendto(data, addr)` with
     /// `addr` one of the cached peer tuples, made with the system call itself;
     /// `None` when only the socket's own method can do it.
     fn send_native(
@@ -257,11 +257,12 @@ impl DatagramPump {
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
         addr: &Bound<'_, PyAny>,
+        has_peer: bool,
     ) -> PyResult<Option<PyResult<()>>> {
         if !self.inet || !self.fd_is_current(py)? {
             return Ok(None);
         }
-        let raw = if self.links.borrow(py).has_peer {
+        let raw = if has_peer {
             None
         } else {
             match self.peers.borrow(py).raw_for(addr) {
@@ -568,7 +569,7 @@ impl DatagramPump {
         }
         let buffer = self.field(py, Field::Buffer)?;
         if !buffer.is_truthy()? {
-            let sent = match self.send_native(py, data, &addr)? {
+            let sent = match self.send_native(py, data, &addr, has_peer)? {
                 Some(result) => result,
                 None => {
                     let sock = self.sock(py)?;

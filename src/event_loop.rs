@@ -285,21 +285,18 @@ impl EventLoop {
     /// Queue a handle from `call_soon`/`call_soon_threadsafe`; a running loop
     /// owns it outside the garbage collector's view (`handle_gc`).
     fn push_handle(&self, py: Python<'_>, handle: &Py<Handle>) -> PyResult<()> {
-        {
-            let mut st = self.state.borrow_mut(py);
-            if st.closed {
-                return Err(PyRuntimeError::new_err("Event loop is closed"));
-            }
-            // A handle queued behind a short queue runs before the collector would
-            // look at it twice; one behind a backlog (a thread flooding the loop) is
-            // worth keeping out of its view (untracking runs no Python code).
-            if st.running && st.ready.len() >= GC_DETACH_BACKLOG {
-                handle_gc::detach(handle.bind(py));
-            }
-            st.ready.push_back(Ready::Handle(handle.clone_ref(py)));
+        // A handle queued behind a short queue runs before the collector would
+        // look at it twice; one behind a backlog (a thread flooding the loop) is
+        // worth keeping out of its view. (A running loop is never closed, and
+        // nothing between here and the push can run Python code.)
+        let backlog = {
+            let st = self.state.borrow(py);
+            st.running && st.ready.len() >= GC_DETACH_BACKLOG
+        };
+        if backlog {
+            handle_gc::detach(handle.bind(py));
         }
-        self.wake_if_sleeping();
-        Ok(())
+        self.push_ready(py, Ready::Handle(handle.clone_ref(py)))
     }
 
     /// Queue several items in order.

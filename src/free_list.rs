@@ -6,8 +6,10 @@
 //! toward the next collection) and releases it through `tp_free`
 //! (`PyObject_GC_Del`). For these types that was ~250 instructions per object, and
 //! with a `call_soon_threadsafe` backlog a young-generation collection every 350
-//! calls. Each type gets here a `tp_alloc`/`tp_free` pair that keeps up to
-//! [`CAPACITY`] freed objects of exactly that type and hands them out again, zeroed,
+//! calls. Each type gets here a `tp_alloc`/`tp_free` pair that keeps up to its
+//! list's capacity ([`CAPACITY`], or the one it was installed with: `Handle`'s
+//! matches the `call_soon_threadsafe` backlog) of freed objects of exactly that
+//! type and hands them out again, zeroed,
 //! with a fresh collector header, as `PyType_GenericAlloc` would. Instances of
 //! subclasses (Python subclasses of `Future` and `Task`, whose layout may differ)
 //! take the original path both ways.

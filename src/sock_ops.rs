@@ -71,6 +71,7 @@ pub struct SockRecv {
 }
 
 /// What a [`SockRecv`] holds until its future is done.
+#[derive(Default)]
 struct SockRecvRefs {
     loop_: Option<Py<EventLoop>>,
     fut: Option<Py<PyAny>>,
@@ -79,27 +80,6 @@ struct SockRecvRefs {
     /// socket's number reused by another one is never read from.
     sock: Option<Py<PyAny>>,
     handle: Option<Py<Handle>>,
-}
-
-/// The loop, future, socket and reader handle a [`SockRecv`] held.
-type TakenRefs = (
-    Option<Py<EventLoop>>,
-    Option<Py<PyAny>>,
-    Option<Py<PyAny>>,
-    Option<Py<Handle>>,
-);
-
-impl SockRecvRefs {
-    /// Take every reference out (they are dropped after the borrow ends: dropping
-    /// one may run Python code).
-    fn take(&mut self) -> TakenRefs {
-        (
-            self.loop_.take(),
-            self.fut.take(),
-            self.sock.take(),
-            self.handle.take(),
-        )
-    }
 }
 
 fn set_outcome(fut: &Bound<'_, PyAny>, outcome: Result<Py<PyAny>, PyErr>) -> PyResult<()> {
@@ -174,7 +154,7 @@ impl SockRecv {
 
     fn __clear__(&self) {
         Python::attach(|py| {
-            let refs = self.refs.borrow_mut(py).take();
+            let refs = std::mem::take(&mut *self.refs.borrow_mut(py));
             drop(refs);
         });
     }
@@ -184,7 +164,14 @@ impl SockRecv {
     /// The future is done: stop watching the fd, unless our reader was replaced
     /// (its handle cancelled) in the meantime.
     fn done(&self, py: Python<'_>) -> PyResult<()> {
-        let (loop_, fut, sock, handle) = self.refs.borrow_mut(py).take();
+        // Everything is taken out at once and dropped after the borrow ends
+        // (dropping a reference may run Python code).
+        let SockRecvRefs {
+            loop_,
+            fut,
+            sock,
+            handle,
+        } = std::mem::take(&mut *self.refs.borrow_mut(py));
         drop(fut);
         let Some(loop_) = loop_ else {
             return Ok(());
