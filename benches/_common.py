@@ -198,7 +198,37 @@ def _worker(spec: dict[str, Any], workloads: dict[str, Workload]) -> dict[str, A
 # --------------------------------------------------------------------------- parent side
 
 
-def _run_cell(script: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def cell_env(malloc_trim_threshold: int | None) -> dict[str, str] | None:
+    """Environment for a measured process: glibc's heap trim threshold set if one is given.
+
+    glibc gives the top of its heap back to the kernel once more than the trim threshold
+    (128 KiB by default) lies free there; a workload whose live 64 KiB buffers rise and
+    fall then takes fresh, zeroed pages -- page faults inside ``recv`` -- on every loop
+    alike. glibc reads the setting when the process starts, hence an environment variable
+    (``None``: the environment is inherited unchanged).
+    """
+    if malloc_trim_threshold is None:
+        return None
+    env = dict(os.environ)
+    tunable = f"glibc.malloc.trim_threshold={malloc_trim_threshold}"
+    env["GLIBC_TUNABLES"] = ":".join(filter(None, (env.get("GLIBC_TUNABLES"), tunable)))
+    return env
+
+
+def add_malloc_trim_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--malloc-trim-threshold`` option both runners share (see ``cell_env``)."""
+    parser.add_argument(
+        "--malloc-trim-threshold",
+        type=int,
+        metavar="BYTES",
+        help="start every measured process with glibc's heap trim threshold at BYTES "
+        "(every loop alike; default: glibc's own)",
+    )
+
+
+def _run_cell(
+    script: str, spec: dict[str, Any], timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run one cell in a fresh interpreter and return its result dict (never raises)."""
     cmd = [sys.executable, "-X", "faulthandler", script, "--_worker", json.dumps(spec)]
     base = {"loop": spec["loop"], "workload": spec["workload"], "n": spec["n"]}
@@ -210,6 +240,7 @@ def _run_cell(script: str, spec: dict[str, Any], timeout: float) -> dict[str, An
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {**base, "error": f"timeout after {timeout:g} s"}
@@ -351,6 +382,7 @@ def main(
         action="store_true",
         help="disable the cyclic garbage collector while a workload runs (every loop)",
     )
+    add_malloc_trim_argument(parser)
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     args = parser.parse_args(argv)
 
@@ -366,9 +398,15 @@ def main(
         f"ferroloop {family} benchmarks - Python {platform.python_version()} on "
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, "
         f"best of {repeat}, one subprocess per cell"
-        + (", cyclic GC disabled during the workloads" if args.no_gc else ""),
+        + (", cyclic GC disabled during the workloads" if args.no_gc else "")
+        + (
+            f", glibc trim threshold {args.malloc_trim_threshold} bytes"
+            if args.malloc_trim_threshold is not None
+            else ""
+        ),
         flush=True,
     )
+    env = cell_env(args.malloc_trim_threshold)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for wl_name in names:
         wl = by_name[wl_name]
@@ -381,7 +419,7 @@ def main(
                 "repeat": repeat,
                 "no_gc": args.no_gc,
             }
-            cell = _run_cell(script, spec, args.timeout)
+            cell = _run_cell(script, spec, args.timeout, env)
             results.setdefault(wl_name, {})[loop_name] = cell
             status = _cell_text(cell)
             detail = f" ({cell['best_s'] * 1e3:.0f} ms best)" if "best_s" in cell else ""
@@ -416,6 +454,7 @@ def main(
             "repeat": repeat,
             "quick": args.quick,
             "no_gc": args.no_gc,
+            "malloc_trim_threshold": args.malloc_trim_threshold,
             "scale": args.scale,
             "baseline": args.baseline,
             "versions": versions,

@@ -47,7 +47,9 @@ print(ops / elapsed)
 SKIP = {"http_hello", "to_thread_busy", "thread_executor_busy"}
 
 
-def rate(family: str, workload: str, loop: str, timeout: float) -> float | None:
+def rate(
+    family: str, workload: str, loop: str, timeout: float, env: dict[str, str] | None = None
+) -> float | None:
     """Operations per second of one fresh process, or None if it failed."""
     code = _WORKER.format(here=HERE, family=family, workload=workload, loop=loop)
     try:
@@ -57,6 +59,7 @@ def rate(family: str, workload: str, loop: str, timeout: float) -> float | None:
             capture_output=True,
             text=True,
             timeout=timeout,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return None
@@ -78,12 +81,21 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per process")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    _common.add_malloc_trim_argument(parser)
     args = parser.parse_args()
+    env = _common.cell_env(args.malloc_trim_threshold)
     sys.path.insert(0, HERE)
     wanted = set(args.workloads.split(",")) if args.workloads else None
     loops = ("ferroloop", "uvloop", "rloop")
     results: dict[str, dict[str, float | None]] = {}
-    print(f"median of {args.repeat} interleaved repetitions (Python {sys.version.split()[0]})")
+    tuned = (
+        f", glibc trim threshold {args.malloc_trim_threshold} bytes"
+        if args.malloc_trim_threshold is not None
+        else ""
+    )
+    print(
+        f"median of {args.repeat} interleaved repetitions (Python {sys.version.split()[0]}{tuned})"
+    )
     print(f"{'workload':<28} {'vs uvloop':>10} {'vs rloop':>10} {'vs faster':>10}", flush=True)
     for family_name in args.families.split(","):
         family = __import__(family_name)
@@ -93,7 +105,7 @@ def main() -> int:
             rates: dict[str, list[float | None]] = {loop: [] for loop in loops}
             for _ in range(args.repeat):
                 for loop in loops:
-                    rates[loop].append(rate(family_name, workload.name, loop, args.timeout))
+                    rates[loop].append(rate(family_name, workload.name, loop, args.timeout, env))
             faster = [
                 max((r for r in (u, p) if r), default=None)
                 for u, p in zip(rates["uvloop"], rates["rloop"])
@@ -109,7 +121,14 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"python": sys.version, "repeat": args.repeat, "results": results}, f, indent=2
+                {
+                    "python": sys.version,
+                    "repeat": args.repeat,
+                    "malloc_trim_threshold": args.malloc_trim_threshold,
+                    "results": results,
+                },
+                f,
+                indent=2,
             )
     return 0
 
