@@ -215,11 +215,22 @@ def cell_env(malloc_trim_threshold: int | None) -> dict[str, str] | None:
     return env
 
 
+def _byte_count(text: str) -> int:
+    """A non-negative whole number of bytes (argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: a byte count is 0 or more")
+    return value
+
+
 def add_malloc_trim_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--malloc-trim-threshold`` option both runners share (see ``cell_env``)."""
     parser.add_argument(
         "--malloc-trim-threshold",
-        type=int,
+        type=_byte_count,
         metavar="BYTES",
         help="start every measured process with glibc's heap trim threshold at BYTES "
         "(every loop alike; default: glibc's own)",
