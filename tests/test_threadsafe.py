@@ -417,7 +417,7 @@ def test_stop_reaches_a_loop_flooded_from_many_threads(impl):
 def test_flood_while_the_loop_thread_blocks_without_the_gil(impl):
     """A callback blocks the loop's thread with the GIL released (a wait on an event)
     while another thread makes 100,000 ``call_soon_threadsafe`` calls and then sets the
-    event: the producer must get through (ferroloop's back-pressure, past 2,048 queued
+    event: the producer must get through (ferroloop's back-pressure, past 16 Ki queued
     callbacks, may only give the GIL away, never wait for the loop), and every callback
     then runs, in order."""
     import threading

@@ -303,13 +303,17 @@ def test_10000_round_trips_no_leak(impl, run_on) -> None:
         gc.collect()
 
     async def fill_free_lists() -> None:
-        # ferroloop keeps up to 2,048 freed handles, timer handles, futures and tasks
-        # for reuse; a round trip's peak may leave a list short of that, and a later,
-        # higher peak would then grow it inside the measurement. Fill them all first.
+        # ferroloop keeps freed objects for reuse: up to 16 Ki handles (as many as its
+        # call_soon_threadsafe backlog holds, THREADSAFE_BACKLOG_LIMIT in
+        # src/event_loop.rs) and 2,048 timer handles, futures and tasks. A round trip's
+        # peak (up to 10,000 handles queued by tokio threads) may leave a list short of
+        # that, and a later, higher peak would then grow it inside the measurement, as
+        # traced memory that is no leak. Fill them all first.
         loop = asyncio.get_running_loop()
         many = range(3000)
         futures = [loop.create_future() for _ in many]
-        handles = [loop.call_soon(int) for _ in many] + [loop.call_later(3600, int) for _ in many]
+        handles = [loop.call_soon(int) for _ in range(20_000)]
+        handles += [loop.call_later(3600, int) for _ in many]
         for handle in handles:
             handle.cancel()
         await asyncio.gather(*(echo(None) for _ in many))
