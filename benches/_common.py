@@ -215,6 +215,13 @@ def cell_env(malloc_trim_threshold: int | None) -> dict[str, str] | None:
     return env
 
 
+def malloc_trim_label(malloc_trim_threshold: int | None) -> str:
+    """What a run's header says of ``--malloc-trim-threshold`` (nothing when unset)."""
+    if malloc_trim_threshold is None:
+        return ""
+    return f", glibc trim threshold {malloc_trim_threshold} bytes"
+
+
 def _byte_count(text: str) -> int:
     """A non-negative whole number of bytes (argparse ``type``)."""
     try:
@@ -410,11 +417,7 @@ def main(
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, "
         f"best of {repeat}, one subprocess per cell"
         + (", cyclic GC disabled during the workloads" if args.no_gc else "")
-        + (
-            f", glibc trim threshold {args.malloc_trim_threshold} bytes"
-            if args.malloc_trim_threshold is not None
-            else ""
-        ),
+        + malloc_trim_label(args.malloc_trim_threshold),
         flush=True,
     )
     env = cell_env(args.malloc_trim_threshold)

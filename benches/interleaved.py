@@ -88,11 +88,7 @@ def main() -> int:
     wanted = set(args.workloads.split(",")) if args.workloads else None
     loops = ("ferroloop", "uvloop", "rloop")
     results: dict[str, dict[str, float | None]] = {}
-    tuned = (
-        f", glibc trim threshold {args.malloc_trim_threshold} bytes"
-        if args.malloc_trim_threshold is not None
-        else ""
-    )
+    tuned = _common.malloc_trim_label(args.malloc_trim_threshold)
     print(
         f"median of {args.repeat} interleaved repetitions (Python {sys.version.split()[0]}{tuned})"
     )

@@ -9,10 +9,9 @@
 //! calls. Each type gets here a `tp_alloc`/`tp_free` pair that keeps up to its
 //! list's capacity ([`CAPACITY`], or the one it was installed with: `Handle`'s
 //! matches the `call_soon_threadsafe` backlog) of freed objects of exactly that
-//! type and hands them out again, zeroed,
-//! with a fresh collector header, as `PyType_GenericAlloc` would. Instances of
-//! subclasses (Python subclasses of `Future` and `Task`, whose layout may differ)
-//! take the original path both ways.
+//! type and hands them out again, zeroed, with a fresh collector header, as
+//! `PyType_GenericAlloc` would. Instances of subclasses (Python subclasses of
+//! `Future` and `Task`, whose layout may differ) take the original path both ways.
 //!
 //! pyo3's own `freelist` option does the same behind a mutex and a lazily
 //! initialised cell, which measured as costly as the allocator it replaces; these
